@@ -1,0 +1,31 @@
+"""Errors raised by the connector.
+
+The tree::
+
+    ConnectorError
+    ├── ConfigError            a configuration file is wrong; carries file, path and reason
+    └── StoreError             the durable inbox could not take or give an event
+
+Later layers (the Sheets writer, the worker) hang their own families under ``ConnectorError``.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base of every error the connector raises on purpose."""
+
+
+class ConfigError(ConnectorError):
+    """A configuration mistake, located by file and by path inside it."""
+
+    def __init__(self, file: str, path: str, reason: str) -> None:
+        self.file = file
+        self.path = path
+        self.reason = reason
+        where = f"{file}: {path}" if path else file
+        super().__init__(f"{where}: {reason}")
+
+
+class StoreError(ConnectorError):
+    """The inbox failed to store or read events."""

@@ -1,0 +1,291 @@
+"""DooPage webhook events as typed msgspec Structs, and the decoding of a raw webhook body.
+
+Every event body is ``{"company_id", "event_type", "timestamp"?, "data"}``. The eleven documented types
+form one tagged union on ``event_type``; a single decoder for it is built at import and reused.
+
+Decoding is lenient about what DooPage may add (unknown fields are ignored, and every field that is not
+needed to identify what happened has a default) but strict about types: an ``id`` sent as a string is
+an error, not a silent coercion. A body whose envelope is valid but whose ``event_type`` we do not know
+yet decodes to :class:`UnknownEvent`, so it can be kept instead of lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+import msgspec
+
+__all__ = [
+    "KNOWN_EVENT_TYPES",
+    "Customer",
+    "CustomerClosed",
+    "CustomerCreated",
+    "CustomerPipelineUpdated",
+    "CustomerTook",
+    "CustomerTransferred",
+    "CustomerUpdated",
+    "DecodedBody",
+    "Event",
+    "EventDecodeError",
+    "KnownEvent",
+    "NoteChanged",
+    "OrderCreated",
+    "OrderUpdated",
+    "Pipeline",
+    "Staff",
+    "Tag",
+    "TagSet",
+    "TagUnset",
+    "UnknownEvent",
+    "decode_body",
+    "dedup_key",
+]
+
+
+# --- the things events talk about ---------------------------------------------------------------
+
+
+class Customer(msgspec.Struct, frozen=True):
+    """A DooPage customer (a contact or conversation)."""
+
+    id: int
+    name: str | None = None
+
+
+class Staff(msgspec.Struct, frozen=True):
+    """A staff member of the company."""
+
+    id: int
+    name: str | None = None
+
+
+class Tag(msgspec.Struct, frozen=True):
+    """A customer tag."""
+
+    id: int
+    name: str | None = None
+
+
+class Pipeline(msgspec.Struct, frozen=True):
+    """A stage of the company's sales pipeline."""
+
+    id: int
+    name: str | None = None
+
+
+# --- the ``data`` object of each event type -----------------------------------------------------
+
+
+class CustomerData(msgspec.Struct, frozen=True):
+    customer: Customer
+
+
+class CustomerStaffData(msgspec.Struct, frozen=True):
+    customer: Customer
+    staff: Staff | None = None
+
+
+class TransferData(msgspec.Struct, frozen=True):
+    customer: Customer
+    new_staff: Staff
+    staff: Staff | None = None
+
+
+class OrderCreatedData(msgspec.Struct, frozen=True):
+    order_id: int
+    created_at: int | None = None  # seconds since the epoch
+
+
+class OrderUpdatedData(msgspec.Struct, frozen=True):
+    order_id: int
+    created_at: int | None = None  # seconds since the epoch
+    modified_at: int | None = None  # seconds since the epoch
+    picking_status: str | None = None
+    payment_status: str | None = None
+
+
+class TagsData(msgspec.Struct, frozen=True):
+    customer: Customer
+    tags: list[Tag]
+    staff: Staff | None = None
+
+
+class NoteData(msgspec.Struct, frozen=True):
+    customer: Customer
+    note: str | None
+
+
+class PipelineData(msgspec.Struct, frozen=True):
+    customer: Customer
+    pipeline: Pipeline
+    staff: Staff | None = None
+
+
+# --- the events ---------------------------------------------------------------------------------
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event_type"):
+    """Fields every DooPage event carries. ``timestamp`` is in milliseconds and may be absent."""
+
+    company_id: int
+    timestamp: int | None = None
+
+    @property
+    def event_type(self) -> str:
+        """The ``event_type`` this struct was decoded from."""
+        tag = self.__struct_config__.tag
+        assert isinstance(tag, str)
+        return tag
+
+
+class CustomerCreated(Event, frozen=True, kw_only=True, tag="customer_created"):
+    data: CustomerData
+
+
+class CustomerUpdated(Event, frozen=True, kw_only=True, tag="customer_updated"):
+    data: CustomerData
+
+
+class CustomerTook(Event, frozen=True, kw_only=True, tag="customer_took"):
+    data: CustomerStaffData
+
+
+class CustomerTransferred(Event, frozen=True, kw_only=True, tag="customer_transferred"):
+    data: TransferData
+
+
+class CustomerClosed(Event, frozen=True, kw_only=True, tag="customer_closed"):
+    data: CustomerStaffData
+
+
+class OrderCreated(Event, frozen=True, kw_only=True, tag="order_created"):
+    data: OrderCreatedData
+
+
+class OrderUpdated(Event, frozen=True, kw_only=True, tag="order_updated"):
+    data: OrderUpdatedData
+
+
+class TagSet(Event, frozen=True, kw_only=True, tag="tag_set"):
+    data: TagsData
+
+
+class TagUnset(Event, frozen=True, kw_only=True, tag="tag_unset"):
+    data: TagsData
+
+
+class NoteChanged(Event, frozen=True, kw_only=True, tag="note_changed"):
+    data: NoteData
+
+
+class CustomerPipelineUpdated(Event, frozen=True, kw_only=True, tag="customer_pipeline_updated"):
+    data: PipelineData
+
+
+KnownEvent = (
+    CustomerCreated
+    | CustomerUpdated
+    | CustomerTook
+    | CustomerTransferred
+    | CustomerClosed
+    | OrderCreated
+    | OrderUpdated
+    | TagSet
+    | TagUnset
+    | NoteChanged
+    | CustomerPipelineUpdated
+)
+
+EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
+    CustomerCreated,
+    CustomerUpdated,
+    CustomerTook,
+    CustomerTransferred,
+    CustomerClosed,
+    OrderCreated,
+    OrderUpdated,
+    TagSet,
+    TagUnset,
+    NoteChanged,
+    CustomerPipelineUpdated,
+)
+KNOWN_EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    str(cls.__struct_config__.tag) for cls in EVENT_CLASSES
+)
+
+
+class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A well-formed body whose ``event_type`` this version does not know; kept, not interpreted."""
+
+    company_id: int
+    event_type: str
+    timestamp: int | None = None
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+class EventDecodeError(ValueError):
+    """A webhook body that is not a valid DooPage event; the message names the field and the problem."""
+
+
+class DecodedBody(msgspec.Struct, frozen=True):
+    """A decoded webhook body with its deduplication key."""
+
+    event: KnownEvent | UnknownEvent
+    dedup_key: str
+
+
+_known_decoder: Final = msgspec.json.Decoder(KnownEvent)
+_unknown_decoder: Final = msgspec.json.Decoder(UnknownEvent)
+_any_decoder: Final = msgspec.json.Decoder()
+_canonical_encoder: Final = msgspec.json.Encoder(order="sorted")
+
+
+def dedup_key(body: bytes) -> str:
+    """Hash of the body's canonical JSON form: same content, same key, whatever the spacing or key order.
+
+    Raises what msgspec raises for a body that is not JSON (``decode_body`` turns those into messages).
+    """
+    canonical = _canonical_encoder.encode(_any_decoder.decode(body))
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def decode_body(body: bytes) -> DecodedBody:
+    """Decode one webhook body, or raise :class:`EventDecodeError` naming what is wrong."""
+    try:
+        # The generic pass first: it checks the whole document (syntax, UTF-8, depth), unknown fields too.
+        key = dedup_key(body)
+        try:
+            event: KnownEvent | UnknownEvent = _known_decoder.decode(body)
+        except msgspec.ValidationError as known_error:
+            event = _decode_unknown(body, known_error)
+    except msgspec.DecodeError as exc:
+        raise EventDecodeError(f"body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise EventDecodeError(f"body is not valid UTF-8 ({exc.reason})") from None
+    except RecursionError:
+        raise EventDecodeError("body is nested too deeply") from None
+    return DecodedBody(event=event, dedup_key=key)
+
+
+def _decode_unknown(body: bytes, known_error: msgspec.ValidationError) -> UnknownEvent:
+    """Keep a body of an event type we do not know; otherwise report why the known decoding failed."""
+    try:
+        envelope = _unknown_decoder.decode(body)
+    except (msgspec.ValidationError, RecursionError):
+        raise EventDecodeError(_describe(known_error)) from None
+    if envelope.event_type in KNOWN_EVENT_TYPES:
+        raise EventDecodeError(_describe(known_error)) from None
+    return envelope
+
+
+def _describe(error: msgspec.ValidationError) -> str:
+    """Turn msgspec's ``Expected `int`, got `str` - at `$.data.customer.id``` into a plain sentence."""
+    text = str(error)
+    reason, sep, where = text.rpartition(" - at ")
+    if not sep:
+        return f"invalid event: {text}"
+    return f"invalid event at {where.strip('`')}: {reason}"

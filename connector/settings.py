@@ -1,0 +1,180 @@
+"""Settings: one TOML file decoded by msgspec into strict, typed structs.
+
+Unknown keys are errors, and every mistake is reported as :class:`~connector.errors.ConfigError` with the
+file, the path inside it (``endpoints[0].token``) and the reason. A secret may be written in the file as
+it is, or as ``env:NAME`` (read from the environment variable NAME) or ``file:PATH`` (read from a file,
+surrounding white space stripped); either way it is held as a :class:`Secret` that never prints itself.
+Relative paths in the file are taken relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from connector.errors import ConfigError
+
+__all__ = [
+    "EndpointSettings",
+    "Secret",
+    "ServerSettings",
+    "Settings",
+    "load_settings",
+    "parse_settings",
+]
+
+
+class Secret:
+    """A secret string; ``repr`` and ``str`` hide it, only :meth:`reveal` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for comparing or sending; never for logging."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+# A path token is part of the webhook URL, so it must be URL-safe, and long enough not to be guessed.
+MIN_TOKEN_LENGTH = 16
+_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Where the service listens and keeps its data."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    data_dir: str = "data"
+    body_limit: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class EndpointSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """One webhook URL given to DooPage: ``/webhooks/doopage/{token}``."""
+
+    name: Name
+    token: Secret
+    validation_key: Secret
+    companies: list[int] = msgspec.field(default_factory=list)
+
+    def accepts(self, company_id: int) -> bool:
+        """Whether events of this company are taken on this endpoint (an empty list takes all)."""
+        return not self.companies or company_id in self.companies
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The whole configuration file."""
+
+    endpoints: Annotated[list[EndpointSettings], msgspec.Meta(min_length=1)]
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    source: str = ""  # the file these settings came from; set by load_settings, not written in the file
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory, absolute."""
+        return Path(self.server.data_dir)
+
+
+def load_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a settings file, or raise ConfigError naming the file, the path and the reason."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "", f"cannot read the file ({exc})") from None
+    return parse_settings(text, file, environ)
+
+
+def parse_settings(text: str, file: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate settings given as TOML text; ``file`` names it in errors and anchors relative paths."""
+    env = os.environ if environ is None else environ
+    base = Path(file).resolve().parent
+    try:
+        settings = msgspec.toml.decode(text, type=Settings, dec_hook=_secret_hook(env, base))
+    except msgspec.ValidationError as exc:
+        raise _located(file, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    _check_endpoints(file, settings.endpoints)
+    server = msgspec.structs.replace(settings.server, data_dir=str(base / settings.server.data_dir))
+    return msgspec.structs.replace(settings, server=server, source=file)
+
+
+def _secret_hook(env: Mapping[str, str], base: Path) -> Callable[[type, Any], Any]:
+    """A msgspec dec_hook that builds Secrets; errors raised here come back with their path."""
+
+    def hook(kind: type, value: Any) -> Any:
+        if kind is not Secret:
+            raise NotImplementedError(kind)
+        if not isinstance(value, str):
+            raise TypeError(f"Expected `str`, got `{type(value).__name__}`")
+        return Secret(resolve_secret(value, env, base))
+
+    return hook
+
+
+def resolve_secret(value: str, env: Mapping[str, str], base: Path) -> str:
+    """Resolve ``env:NAME`` and ``file:PATH`` references; a plain string is the secret itself."""
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in env:
+            raise ValueError(f"environment variable {name} is not set")
+        resolved = env[name]
+    elif value.startswith("file:"):
+        secret_path = base / value[5:]
+        try:
+            resolved = secret_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read secret file {secret_path} ({exc.__class__.__name__})") from None
+    else:
+        resolved = value
+    if not resolved:
+        raise ValueError("the secret is empty")
+    return resolved
+
+
+def _located(file: str, message: str) -> ConfigError:
+    """Split msgspec's ``reason - at `$.a[0].b``` into a ConfigError."""
+    reason, sep, where = message.rpartition(" - at ")
+    if not sep:
+        return ConfigError(file, "", message)
+    path = where.strip("`").removeprefix("$").removeprefix(".")
+    return ConfigError(file, path, reason)
+
+
+def _check_endpoints(file: str, endpoints: list[EndpointSettings]) -> None:
+    """Checks that span fields: token shape and uniqueness of names and tokens."""
+    names: set[str] = set()
+    tokens: set[str] = set()
+    for i, endpoint in enumerate(endpoints):
+        token = endpoint.token.reveal()
+        if len(token) < MIN_TOKEN_LENGTH or not _TOKEN_PATTERN.match(token):
+            raise ConfigError(
+                file,
+                f"endpoints[{i}].token",
+                f"a path token must be at least {MIN_TOKEN_LENGTH} characters of A-Z, a-z, 0-9, '-' or '_' "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(24))')",
+            )
+        if endpoint.name in names:
+            raise ConfigError(file, f"endpoints[{i}].name", f"endpoint name {endpoint.name!r} is used twice")
+        if token in tokens:
+            raise ConfigError(file, f"endpoints[{i}].token", "two endpoints have the same token")
+        names.add(endpoint.name)
+        tokens.add(token)
