@@ -46,28 +46,28 @@ __all__ = [
 # --- the things events talk about ---------------------------------------------------------------
 
 
-class Customer(msgspec.Struct, frozen=True):
+class Customer(msgspec.Struct, frozen=True, omit_defaults=True):
     """A DooPage customer (a contact or conversation)."""
 
     id: int
     name: str | None = None
 
 
-class Staff(msgspec.Struct, frozen=True):
+class Staff(msgspec.Struct, frozen=True, omit_defaults=True):
     """A staff member of the company."""
 
     id: int
     name: str | None = None
 
 
-class Tag(msgspec.Struct, frozen=True):
+class Tag(msgspec.Struct, frozen=True, omit_defaults=True):
     """A customer tag."""
 
     id: int
     name: str | None = None
 
 
-class Pipeline(msgspec.Struct, frozen=True):
+class Pipeline(msgspec.Struct, frozen=True, omit_defaults=True):
     """A stage of the company's sales pipeline."""
 
     id: int
@@ -77,27 +77,27 @@ class Pipeline(msgspec.Struct, frozen=True):
 # --- the ``data`` object of each event type -----------------------------------------------------
 
 
-class CustomerData(msgspec.Struct, frozen=True):
+class CustomerData(msgspec.Struct, frozen=True, omit_defaults=True):
     customer: Customer
 
 
-class CustomerStaffData(msgspec.Struct, frozen=True):
+class CustomerStaffData(msgspec.Struct, frozen=True, omit_defaults=True):
     customer: Customer
     staff: Staff | None = None
 
 
-class TransferData(msgspec.Struct, frozen=True):
+class TransferData(msgspec.Struct, frozen=True, omit_defaults=True):
     customer: Customer
     new_staff: Staff
     staff: Staff | None = None
 
 
-class OrderCreatedData(msgspec.Struct, frozen=True):
+class OrderCreatedData(msgspec.Struct, frozen=True, omit_defaults=True):
     order_id: int
     created_at: int | None = None  # seconds since the epoch
 
 
-class OrderUpdatedData(msgspec.Struct, frozen=True):
+class OrderUpdatedData(msgspec.Struct, frozen=True, omit_defaults=True):
     order_id: int
     created_at: int | None = None  # seconds since the epoch
     modified_at: int | None = None  # seconds since the epoch
@@ -105,18 +105,18 @@ class OrderUpdatedData(msgspec.Struct, frozen=True):
     payment_status: str | None = None
 
 
-class TagsData(msgspec.Struct, frozen=True):
+class TagsData(msgspec.Struct, frozen=True, omit_defaults=True):
     customer: Customer
     tags: list[Tag]
     staff: Staff | None = None
 
 
-class NoteData(msgspec.Struct, frozen=True):
+class NoteData(msgspec.Struct, frozen=True, omit_defaults=True):
     customer: Customer
     note: str | None
 
 
-class PipelineData(msgspec.Struct, frozen=True):
+class PipelineData(msgspec.Struct, frozen=True, omit_defaults=True):
     customer: Customer
     pipeline: Pipeline
     staff: Staff | None = None
@@ -125,7 +125,7 @@ class PipelineData(msgspec.Struct, frozen=True):
 # --- the events ---------------------------------------------------------------------------------
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event_type"):
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="event_type"):
     """Fields every DooPage event carries. ``timestamp`` is in milliseconds and may be absent."""
 
     company_id: int
@@ -210,9 +210,7 @@ EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
     NoteChanged,
     CustomerPipelineUpdated,
 )
-KNOWN_EVENT_TYPES: Final[frozenset[str]] = frozenset(
-    str(cls.__struct_config__.tag) for cls in EVENT_CLASSES
-)
+KNOWN_EVENT_TYPES: Final[frozenset[str]] = frozenset(str(cls.__struct_config__.tag) for cls in EVENT_CLASSES)
 
 
 class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -231,7 +229,7 @@ class EventDecodeError(ValueError):
     """A webhook body that is not a valid DooPage event; the message names the field and the problem."""
 
 
-class DecodedBody(msgspec.Struct, frozen=True):
+class DecodedBody(msgspec.Struct, frozen=True, omit_defaults=True):
     """A decoded webhook body with its deduplication key."""
 
     event: KnownEvent | UnknownEvent

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from connector.errors import ConfigError
+from connector.mapping import MappingSettings
+from connector.sheets.config import SheetsSettings
 
 __all__ = [
     "EndpointSettings",
@@ -84,6 +86,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
 
     endpoints: Annotated[list[EndpointSettings], msgspec.Meta(min_length=1)]
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    mapping: MappingSettings = msgspec.field(default_factory=MappingSettings)  # see connector.mapping
+    sheets: SheetsSettings = msgspec.field(default_factory=SheetsSettings)  # see connector.sheets.config
     source: str = ""  # the file these settings came from; set by load_settings, not written in the file
 
     @property
@@ -113,7 +117,9 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str] | None = Non
     except msgspec.DecodeError as exc:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
     _check_endpoints(file, settings.endpoints)
-    server = msgspec.structs.replace(settings.server, data_dir=str(base / settings.server.data_dir))
+    server = msgspec.structs.replace(
+        settings.server, data_dir=str((base / settings.server.data_dir).resolve())
+    )
     return msgspec.structs.replace(settings, server=server, source=file)
 
 

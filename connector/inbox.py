@@ -1,0 +1,304 @@
+"""The inbox: every accepted webhook body, stored durably before it is acknowledged.
+
+:class:`Inbox` is the narrow storage interface the routes and the worker use; :class:`SqliteInbox` is the
+embedded default (one SQLite file in the data directory, WAL, ``synchronous=FULL``).
+
+Durability costs an fsync per commit. Instead of one commit per request, writes go through a single
+writer thread that takes whatever requests are waiting, inserts them all in one transaction and commits
+once (group commit): while one fsync runs, the next requests queue up and share the next one. Each caller
+awaits its own future, resolved only after the commit that holds its row, so nothing is acknowledged
+before it is on disk, and the event loop never blocks on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol
+
+import msgspec
+
+from connector.errors import StoreError
+
+__all__ = [
+    "STATUSES",
+    "Inbox",
+    "InboxRecord",
+    "SqliteInbox",
+    "StatusCount",
+    "count_events",
+    "inbox_path",
+    "now_ms",
+]
+
+# pending: waiting for the worker; done: written to its sheets; failed: a permanent error, parked;
+# unrouted: its company has no spreadsheet mapping yet; unknown: an event type this version cannot read.
+STATUSES: Final = ("pending", "done", "failed", "unrouted", "unknown")
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    endpoint    TEXT    NOT NULL,
+    company_id  INTEGER NOT NULL,
+    event_type  TEXT    NOT NULL,
+    event_ms    INTEGER,
+    body        BLOB    NOT NULL,
+    dedup_key   TEXT    NOT NULL UNIQUE,
+    status      TEXT    NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    last_error  TEXT,
+    updated_ms  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_status ON events (status, company_id, id);
+"""
+
+COUNT_BY_STATUS: Final = """
+SELECT status, event_type, COUNT(*) FROM events GROUP BY status, event_type ORDER BY status, event_type
+"""
+
+# How many queued requests one transaction takes at most; bounds the latency of the last one in it.
+MAX_GROUP: Final = 512
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class InboxRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One webhook body as it is stored."""
+
+    received_ms: int
+    endpoint: str
+    company_id: int
+    event_type: str
+    event_ms: int | None
+    body: bytes
+    dedup_key: str
+    status: str = "pending"
+
+
+class StatusCount(msgspec.Struct, frozen=True):
+    """How many events of one type are in one status."""
+
+    status: str
+    event_type: str
+    count: int
+
+
+class Inbox(Protocol):
+    """What the webhook routes and operators need from a durable event store."""
+
+    async def put(self, record: InboxRecord) -> bool:
+        """Store one record durably; True if it is new, False if its dedup key was already stored.
+
+        Returns only after the record is committed; raises StoreError if it could not be.
+        """
+        ...
+
+    async def check_writable(self) -> None:
+        """Raise StoreError unless a write transaction can be started now."""
+        ...
+
+    def counts(self) -> list[StatusCount]:
+        """Number of stored events by status and event type."""
+        ...
+
+    def close(self) -> None:
+        """Finish queued writes and release the store."""
+        ...
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the inbox database with the settings every connection to it must use."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def count_events(conn: sqlite3.Connection) -> list[StatusCount]:
+    """Number of stored events by status and event type."""
+    rows = conn.execute(COUNT_BY_STATUS).fetchall()
+    return [StatusCount(status, event_type, count) for status, event_type, count in rows]
+
+
+def inbox_path(data_dir: Path) -> Path:
+    """Where the inbox database lives in a data directory."""
+    return data_dir / "inbox.sqlite3"
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@dataclass
+class _Write:
+    """A queued request for the writer thread: records to insert, or none for a writability check."""
+
+    records: list[InboxRecord]
+    future: asyncio.Future[list[bool]]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP: Final = object()
+_Settlement = tuple[asyncio.Future[list[bool]], list[bool] | StoreError]
+
+
+@dataclass
+class SqliteInbox:
+    """The embedded inbox: one SQLite file, written by one group-committing thread."""
+
+    path: Path
+    _queue: queue.SimpleQueue[_Write | object] = field(default_factory=queue.SimpleQueue, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _reader: sqlite3.Connection | None = field(default=None, init=False)
+    commits: int = field(default=0, init=False)  # transactions committed by the writer thread
+
+    @classmethod
+    def open(cls, data_dir: Path) -> SqliteInbox:
+        """Create the data directory and database if needed, and start the writer thread."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        inbox = cls(inbox_path(data_dir))
+        writer = connect(inbox.path)
+        writer.executescript(SCHEMA)
+        inbox._reader = connect(inbox.path)
+        inbox._thread = threading.Thread(target=inbox._run, args=(writer,), name="inbox-writer", daemon=True)
+        inbox._thread.start()
+        return inbox
+
+    async def put(self, record: InboxRecord) -> bool:
+        """Store one record durably; True if new, False if a duplicate (see Inbox.put)."""
+        (inserted,) = await self._submit([record])
+        return inserted
+
+    async def put_many(self, records: list[InboxRecord]) -> list[bool]:
+        """Store several records in one transaction; for each, whether it was new."""
+        return await self._submit(records)
+
+    async def check_writable(self) -> None:
+        """Raise StoreError unless the writer thread can start a write transaction now."""
+        await self._submit([])
+
+    def counts(self) -> list[StatusCount]:
+        """Number of stored events by status and event type."""
+        assert self._reader is not None, "inbox is not open"
+        return count_events(self._reader)
+
+    def close(self) -> None:
+        """Let the writer finish what is queued, then close both connections."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    async def _submit(self, records: list[InboxRecord]) -> list[bool]:
+        if self._thread is None:
+            raise StoreError("the inbox is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[bool]] = loop.create_future()
+        self._queue.put(_Write(records, future, loop))
+        return await future
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        """The writer thread: take every waiting request, one transaction for all, then answer them."""
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                group = [first]
+                stopping = False
+                while len(group) < MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    group.append(item)
+                self._commit_group([w for w in group if isinstance(w, _Write)], conn)
+                if stopping:
+                    return
+        finally:
+            conn.close()
+
+    def _commit_group(self, group: list[_Write], conn: sqlite3.Connection) -> None:
+        records = [record for write in group for record in write.records]
+        outcome: list[bool] | StoreError
+        try:
+            with transaction(conn):
+                outcome = _insert_all(conn, records)
+            self.commits += 1
+        except sqlite3.Error as exc:
+            outcome = StoreError(f"the inbox could not commit: {exc}")
+        # One wake-up per event loop for the whole group, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Settlement]] = {}
+        start = 0
+        for write in group:
+            end = start + len(write.records)
+            result = outcome if isinstance(outcome, StoreError) else outcome[start:end]
+            by_loop.setdefault(write.loop, []).append((write.future, result))
+            start = end
+        for loop, settlements in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settlements)
+
+
+def _insert_sql(rows: int) -> str:
+    """One multi-row INSERT that skips duplicates and returns the dedup keys it did insert."""
+    # Only placeholders are interpolated; every value is bound.
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO events (received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key,"  # noqa: S608
+        f" status, updated_ms) VALUES {values} ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
+    )
+
+
+def _insert_all(conn: sqlite3.Connection, records: list[InboxRecord]) -> list[bool]:
+    """Insert records in one statement; for each, whether it is new (the first of equal keys wins)."""
+    if not records:
+        return []
+    params: list[object] = []
+    for r in records:
+        params += (r.received_ms, r.endpoint, r.company_id, r.event_type, r.event_ms, r.body, r.dedup_key)
+        params += (r.status, r.received_ms)
+    inserted = {key for (key,) in conn.execute(_insert_sql(len(records)), params)}
+    outcome = []
+    for record in records:
+        outcome.append(record.dedup_key in inserted)
+        inserted.discard(record.dedup_key)
+    return outcome
+
+
+def _settle_all(settlements: list[_Settlement]) -> None:
+    for future, result in settlements:
+        # A caller that went away (client disconnected) has a cancelled future; its row is stored anyway.
+        if future.done():
+            continue
+        if isinstance(result, StoreError):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

@@ -1,0 +1,158 @@
+"""Benchmark: durable webhook intake against a no-op endpoint, side by side in one run.
+
+Starts two servers on this machine with the same uvicorn settings:
+  * the real service (``doopage-sheets serve``): decode, store in the SQLite inbox, commit, answer;
+  * a no-op Litestar endpoint that decodes the same body the same way and answers 200 without storing.
+Then drives both with the same closed-loop load (``--connections`` keep-alive connections), alternating
+between them in short rounds so that noise on this shared machine falls on both alike, and prints
+acknowledged events per second, their ratio, and acknowledgement latency percentiles.
+
+    python scripts/bench_ingest.py                      # 32 connections, 10 s on each server
+    python scripts/bench_ingest.py --seconds 4 --rounds 2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import click
+import uvicorn
+from litestar import Litestar, MediaType, Request, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath
+from loadgen import LoadResult, customer_event, run_load
+
+from connector.app import IntakeResult
+from connector.events import decode_body
+
+TOKEN = "bench-token-0123456789abcdef"
+PATH = f"/webhooks/doopage/{TOKEN}"
+BODY_LIMIT = 262144
+
+
+@post("/webhooks/doopage/{token:str}", status_code=200)
+async def noop_receive(token: FromPath[str], request: Request[None, None, State]) -> IntakeResult:
+    """Read and decode the body like the real route, store nothing."""
+    event = decode_body(await request.body()).event
+    return IntakeResult("stored", event.event_type)
+
+
+@get("/healthz", media_type=MediaType.TEXT, sync_to_thread=False)
+def noop_health(request: Request[None, None, State]) -> str:
+    """Up."""
+    return "ok"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Wait until the server on ``port`` answers /healthz."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server on port {port} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on port {port} did not start")
+
+
+def write_config(folder: Path, port: int) -> Path:
+    """Settings for the real service, its data in ``folder``."""
+    path = folder / "bench.toml"
+    path.write_text(
+        f'[server]\nport = {port}\ndata_dir = "data"\nbody_limit = {BODY_LIMIT}\nlog_level = "warning"\n'
+        f'[[endpoints]]\nname = "bench"\ntoken = "{TOKEN}"\nvalidation_key = "bench-key"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def report(name: str, result: LoadResult) -> str:
+    """One line of the results table."""
+    errors = sum(n for status, n in result.statuses.items() if status >= 300) + result.transport_errors
+    return (
+        f"{name:<22} {result.per_second:>10.0f} {result.percentile_ms(50):>9.2f} "
+        f"{result.percentile_ms(99):>9.2f} {result.acknowledged:>9} {errors:>7}"
+    )
+
+
+@click.group(invoke_without_command=True)
+@click.option("--connections", default=32, show_default=True, help="Concurrent keep-alive connections.")
+@click.option("--seconds", default=10.0, show_default=True, help="Measured seconds on each server.")
+@click.option("--rounds", default=5, show_default=True, help="Alternations between the two servers.")
+@click.pass_context
+def main(ctx: click.Context, connections: int, seconds: float, rounds: int) -> None:
+    """Measure durable intake throughput against a no-op endpoint."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
+        real_port, noop_port = free_port(), free_port()
+        config = write_config(Path(folder), real_port)
+        real = subprocess.Popen([sys.executable, "-m", "connector", "serve", "--config", str(config)])
+        noop = subprocess.Popen([sys.executable, __file__, "serve-noop", "--port", str(noop_port)])
+        try:
+            wait_healthy(real_port, real)
+            wait_healthy(noop_port, noop)
+            results = asyncio.run(alternate(real_port, noop_port, connections, seconds, rounds))
+        finally:
+            for process in (real, noop):
+                process.terminate()
+                process.wait(timeout=30)
+    durable, baseline = results
+    click.echo(f"\n{connections} connections, {seconds:.0f} s on each server in {rounds} alternating rounds")
+    click.echo(f"{'server':<22} {'acks/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'acks':>9} {'errors':>7}")
+    click.echo(report("durable (SQLite inbox)", durable))
+    click.echo(report("no-op (decode only)", baseline))
+    click.echo(f"ratio durable / no-op: {durable.per_second / baseline.per_second:.2f}x")
+
+
+async def alternate(
+    real_port: int, noop_port: int, connections: int, seconds: float, rounds: int
+) -> tuple[LoadResult, LoadResult]:
+    """Warm both servers up, then alternate measured rounds (ABBA order) between them."""
+    counter = itertools.count()
+    slice_seconds = seconds / rounds
+    for port in (real_port, noop_port):
+        await run_load("127.0.0.1", port, PATH, customer_event, counter, connections, 1.0)
+    durable = LoadResult(seconds=0.0)
+    baseline = LoadResult(seconds=0.0)
+    for i in range(rounds):
+        order = [(real_port, True), (noop_port, False)]
+        for port, is_real in order if i % 2 == 0 else reversed(order):
+            result = await run_load(
+                "127.0.0.1", port, PATH, customer_event, counter, connections, slice_seconds
+            )
+            if is_real:
+                durable = durable.merge(result)
+            else:
+                baseline = baseline.merge(result)
+    return durable, baseline
+
+
+@main.command("serve-noop")
+@click.option("--port", type=int, required=True)
+def serve_noop(port: int) -> None:
+    """Run the no-op endpoint (used by the benchmark itself)."""
+    app = Litestar([noop_receive, noop_health], request_max_body_size=BODY_LIMIT, openapi_config=None)
+    # The settings `doopage-sheets serve` uses, with log_level = "warning" as in the bench config.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

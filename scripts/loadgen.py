@@ -1,0 +1,142 @@
+"""A small HTTP/1.1 load generator shared by the benchmark scripts.
+
+It keeps ``connections`` keep-alive connections busy, each sending one request after another (a closed
+loop), and records every answer's status and latency. It speaks just enough HTTP/1.1 for our own
+servers (Content-Length bodies), which keeps the client far cheaper per request than the server it
+measures: with two cores, a heavyweight client would measure itself.
+
+Use it only against servers on this machine (loopback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+BodyFactory = Callable[[int], bytes]
+
+
+@dataclass
+class LoadResult:
+    """What one load run saw."""
+
+    seconds: float
+    latencies: list[float] = field(default_factory=list)  # of 2xx answers, in seconds
+    statuses: dict[int, int] = field(default_factory=dict)
+    transport_errors: int = 0
+
+    @property
+    def acknowledged(self) -> int:
+        """Requests answered with a 2xx status."""
+        return len(self.latencies)
+
+    @property
+    def per_second(self) -> float:
+        """Acknowledged requests per second."""
+        return self.acknowledged / self.seconds if self.seconds else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        """The q-th percentile (0-100) of acknowledgement latency, in milliseconds."""
+        if len(self.latencies) < 2:
+            return self.latencies[0] * 1000 if self.latencies else float("nan")
+        return statistics.quantiles(self.latencies, n=1000)[round(q * 10) - 1] * 1000
+
+    def merge(self, other: LoadResult) -> LoadResult:
+        """Both runs as one (durations add up)."""
+        statuses = dict(self.statuses)
+        for status, count in other.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+        return LoadResult(
+            seconds=self.seconds + other.seconds,
+            latencies=self.latencies + other.latencies,
+            statuses=statuses,
+            transport_errors=self.transport_errors + other.transport_errors,
+        )
+
+
+def request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
+    """One POST request with a JSON body, keep-alive."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """Read one response; return its status code."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def run_load(
+    host: str,
+    port: int,
+    path: str,
+    bodies: BodyFactory,
+    counter: itertools.count[int],
+    connections: int,
+    seconds: float,
+    rate: float | None = None,
+) -> LoadResult:
+    """Drive ``path`` with ``connections`` closed-loop connections for ``seconds``.
+
+    ``bodies(n)`` makes the n-th body, n taken from ``counter`` so runs can share one sequence. With
+    ``rate`` (requests per second in all) each connection paces itself instead of sending flat out.
+    """
+    result = LoadResult(seconds=seconds)
+    deadline = time.perf_counter() + seconds
+    interval = connections / rate if rate else 0.0
+
+    async def one_connection(offset: float) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            result.transport_errors += 1
+            return
+        next_send = time.perf_counter() + offset
+        try:
+            while time.perf_counter() < deadline:
+                if interval:
+                    await asyncio.sleep(max(0.0, next_send - time.perf_counter()))
+                    next_send += interval
+                started = time.perf_counter()
+                writer.write(request_bytes(host, port, path, bodies(next(counter))))
+                status = await read_response(reader)
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                if 200 <= status < 300:
+                    result.latencies.append(time.perf_counter() - started)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            result.transport_errors += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_connection(i * interval / connections) for i in range(connections)))
+    return result
+
+
+def customer_event(n: int) -> bytes:
+    """The n-th distinct customer_updated event (a new dedup key every time)."""
+    return json.dumps(
+        {
+            "company_id": 1,
+            "event_type": "customer_updated",
+            "timestamp": 1_700_000_000_000 + n,
+            "data": {"customer": {"id": n % 5000 + 1, "name": f"Khách hàng {n}"}},
+        },
+        ensure_ascii=False,
+    ).encode()
