@@ -59,7 +59,20 @@ CREATE TABLE IF NOT EXISTS events (
     last_error  TEXT,
     updated_ms  INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_status ON events (status, company_id, id);
+CREATE INDEX IF NOT EXISTS events_by_status ON events (status, id);
+CREATE INDEX IF NOT EXISTS events_by_company ON events (company_id, status);
+CREATE TABLE IF NOT EXISTS locks (
+    name     TEXT PRIMARY KEY,
+    owner    TEXT    NOT NULL,
+    until_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flushes (
+    spreadsheet_id TEXT PRIMARY KEY,
+    company_ids    TEXT    NOT NULL,
+    last_ok_ms     INTEGER,
+    last_error     TEXT,
+    last_error_ms  INTEGER
+);
 """
 
 COUNT_BY_STATUS: Final = """
