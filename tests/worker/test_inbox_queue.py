@@ -56,7 +56,7 @@ def test_done_events_are_never_claimed_again(queue):
 def test_released_events_wait_for_their_retry_time(queue):
     claimed = queue.claim("w", limit=2, lease_ms=60_000, now=0)
     queue.release([e.id for e in claimed], retry_at_ms=5_000)
-    early = queue.claim("w", limit=100, lease_ms=1, now=4_999)
+    early = queue.claim("w", limit=100, lease_ms=60_000, now=4_999)
     assert {e.id for e in early}.isdisjoint(e.id for e in claimed)
     assert [e.id for e in queue.claim("w", limit=100, lease_ms=1, now=5_000)] == [e.id for e in claimed]
 
