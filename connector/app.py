@@ -27,7 +27,7 @@ from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from connector import __version__
 from connector.errors import StoreError
-from connector.events import EventDecodeError, UnknownEvent, decode_body
+from connector.events import EventDecodeError, UnknownEvent, decode_body, subject_of
 from connector.inbox import Inbox, InboxRecord, SqliteInbox, now_ms
 from connector.settings import EndpointSettings, Settings
 
@@ -126,7 +126,8 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
         event_type=event.event_type,
         event_ms=event.timestamp,
         body=body,
-        dedup_key=decoded.dedup_key,
+        content_key=decoded.content_key,
+        subject=subject_of(event),
         status="unknown" if isinstance(event, UnknownEvent) else "pending",
     )
     try:

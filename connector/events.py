@@ -38,8 +38,9 @@ __all__ = [
     "TagSet",
     "TagUnset",
     "UnknownEvent",
+    "content_key",
     "decode_body",
-    "dedup_key",
+    "subject_of",
 ]
 
 
@@ -233,7 +234,7 @@ class DecodedBody(msgspec.Struct, frozen=True, omit_defaults=True):
     """A decoded webhook body with its deduplication key."""
 
     event: KnownEvent | UnknownEvent
-    dedup_key: str
+    content_key: str  # sha256 hex of the canonical JSON: equal for equal content
 
 
 _known_decoder: Final = msgspec.json.Decoder(KnownEvent)
@@ -242,7 +243,7 @@ _any_decoder: Final = msgspec.json.Decoder()
 _canonical_encoder: Final = msgspec.json.Encoder(order="sorted")
 
 
-def dedup_key(body: bytes) -> str:
+def content_key(body: bytes) -> str:
     """Hash of the body's canonical JSON form: same content, same key, whatever the spacing or key order.
 
     Raises what msgspec raises for a body that is not JSON (``decode_body`` turns those into messages).
@@ -255,7 +256,7 @@ def decode_body(body: bytes) -> DecodedBody:
     """Decode one webhook body, or raise :class:`EventDecodeError` naming what is wrong."""
     try:
         # The generic pass first: it checks the whole document (syntax, UTF-8, depth), unknown fields too.
-        key = dedup_key(body)
+        key = content_key(body)
         try:
             event: KnownEvent | UnknownEvent = _known_decoder.decode(body)
         except msgspec.ValidationError as known_error:
@@ -266,7 +267,16 @@ def decode_body(body: bytes) -> DecodedBody:
         raise EventDecodeError(f"body is not valid UTF-8 ({exc.reason})") from None
     except RecursionError:
         raise EventDecodeError("body is nested too deeply") from None
-    return DecodedBody(event=event, dedup_key=key)
+    return DecodedBody(event=event, content_key=key)
+
+
+def subject_of(event: KnownEvent | UnknownEvent) -> str | None:
+    """The one thing an event is about, as ``customer:<id>`` or ``order:<id>``; None for an unknown type."""
+    if isinstance(event, UnknownEvent):
+        return None
+    if isinstance(event, OrderCreated | OrderUpdated):
+        return f"order:{event.data.order_id}"
+    return f"customer:{event.data.customer.id}"
 
 
 def _decode_unknown(body: bytes, known_error: msgspec.ValidationError) -> UnknownEvent:

@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS events (
     event_ms    INTEGER,
     body        BLOB    NOT NULL,
     dedup_key   TEXT    NOT NULL UNIQUE,
+    content_key TEXT    NOT NULL,
+    subject     TEXT,
     status      TEXT    NOT NULL DEFAULT 'pending',
     attempts    INTEGER NOT NULL DEFAULT 0,
     lease_owner TEXT,
@@ -61,6 +63,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_status ON events (status, id);
 CREATE INDEX IF NOT EXISTS events_by_company ON events (company_id, status);
+CREATE INDEX IF NOT EXISTS untimed_by_subject ON events (company_id, subject, id) WHERE event_ms IS NULL;
 CREATE TABLE IF NOT EXISTS locks (
     name     TEXT PRIMARY KEY,
     owner    TEXT    NOT NULL,
@@ -89,7 +92,19 @@ def now_ms() -> int:
 
 
 class InboxRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One webhook body as it is stored."""
+    """One webhook body as it is stored.
+
+    ``content_key`` is the hash of the body's canonical JSON; ``subject`` what the event is about
+    (``customer:1``), None for an unknown type. Deduplication:
+
+    * an event with a ``timestamp`` is the same event whenever its content is the same; its dedup key is
+      its content key;
+    * an event without one (tag_set, tag_unset, note_changed, customer_pipeline_updated in DooPage's
+      samples) can truly happen twice with the same body: tag A set, unset, set again. It counts as a
+      repeated delivery only when it equals the latest timestamp-less event of the same subject, which is
+      also when storing it again could change nothing. Otherwise it is a new event and gets a dedup key of
+      its own (``<content key>@<received ms>``).
+    """
 
     received_ms: int
     endpoint: str
@@ -97,8 +112,14 @@ class InboxRecord(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str
     event_ms: int | None
     body: bytes
-    dedup_key: str
+    content_key: str
+    subject: str | None = None
     status: str = "pending"
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether the same body may be a new event (it carries no timestamp)."""
+        return self.event_ms is None and self.subject is not None
 
 
 class StatusCount(msgspec.Struct, frozen=True):
@@ -283,27 +304,56 @@ class SqliteInbox:
 def _insert_sql(rows: int) -> str:
     """One multi-row INSERT that skips duplicates and returns the dedup keys it did insert."""
     # Only placeholders are interpolated; every value is bound.
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return (
         "INSERT INTO events (received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key,"  # noqa: S608
-        f" status, updated_ms) VALUES {values} ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
+        f" content_key, subject, status, updated_ms) VALUES {values}"
+        " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
     )
 
 
+LATEST_UNTIMED: Final = """
+SELECT content_key FROM events WHERE company_id = ? AND subject = ? AND event_ms IS NULL
+ORDER BY id DESC LIMIT 1
+"""
+
+
 def _insert_all(conn: sqlite3.Connection, records: list[InboxRecord]) -> list[bool]:
-    """Insert records in one statement; for each, whether it is new (the first of equal keys wins)."""
-    if not records:
-        return []
-    params: list[object] = []
-    for r in records:
-        params += (r.received_ms, r.endpoint, r.company_id, r.event_type, r.event_ms, r.body, r.dedup_key)
-        params += (r.status, r.received_ms)
-    inserted = {key for (key,) in conn.execute(_insert_sql(len(records)), params)}
-    outcome = []
-    for record in records:
-        outcome.append(record.dedup_key in inserted)
-        inserted.discard(record.dedup_key)
+    """Insert records in arrival order; for each, whether it is new."""
+    outcome = [False] * len(records)
+    timed: list[int] = []
+    for i, record in enumerate(records):
+        if record.repeatable:
+            # One by one, so that the next repeatable record of the group sees this one as the latest.
+            key = _dedup_key(conn, record)
+            outcome[i] = key is not None and bool(_insert_rows(conn, [(record, key)]))
+        else:
+            timed.append(i)
+    if timed:
+        # The bulk of the traffic: one statement for all of them.
+        inserted = _insert_rows(conn, [(records[i], records[i].content_key) for i in timed])
+        for i in timed:
+            key = records[i].content_key
+            outcome[i] = key in inserted
+            inserted.discard(key)  # the first of equal keys wins
     return outcome
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[InboxRecord, str]]) -> set[str]:
+    """Insert ``(record, dedup key)`` rows, skipping keys already stored; the keys inserted."""
+    params: list[object] = []
+    for r, key in rows:
+        params += (r.received_ms, r.endpoint, r.company_id, r.event_type, r.event_ms, r.body, key)
+        params += (r.content_key, r.subject, r.status, r.received_ms)
+    return {key for (key,) in conn.execute(_insert_sql(len(rows)), params)}
+
+
+def _dedup_key(conn: sqlite3.Connection, record: InboxRecord) -> str | None:
+    """A repeatable record's dedup key, or None when it repeats the latest event of its subject."""
+    latest = conn.execute(LATEST_UNTIMED, (record.company_id, record.subject)).fetchone()
+    if latest is not None and latest[0] == record.content_key:
+        return None
+    return f"{record.content_key}@{record.received_ms}"
 
 
 def _settle_all(settlements: list[_Settlement]) -> None:

@@ -33,6 +33,11 @@ SELECT id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_
 WHERE company_id = ? AND status != 'unknown' AND id > ? ORDER BY id LIMIT ?
 """
 
+CLAIMABLE: Final = """
+SELECT COUNT(*), MIN(received_ms) FROM events
+WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= ?)
+"""
+
 LAG: Final = """
 SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = 'pending'
 GROUP BY company_id ORDER BY company_id
@@ -107,6 +112,12 @@ class InboxQueue:
         with transaction(self._conn):
             rows = self._conn.execute(CLAIM, (owner, at + lease_ms, at, limit)).fetchall()
         return sorted((StoredEvent(*row) for row in rows), key=lambda e: e.id)
+
+    def claimable(self, now: int | None = None) -> tuple[int, int]:
+        """How many pending events a claim could take now, and the receive time of the oldest (0 if none)."""
+        at = now_ms() if now is None else now
+        count, oldest = self._conn.execute(CLAIMABLE, (at,)).fetchone()
+        return int(count), int(oldest or 0)
 
     def finish(self, ids: Iterable[int], outcome: Outcome, error: str | None = None) -> None:
         """Settle claimed events: written (``done``), parked (``failed``) or waiting for a mapping."""

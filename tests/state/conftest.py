@@ -24,7 +24,7 @@ def envelope_of(body: bytes, received_ms: int) -> Envelope:
     """What the inbox hands the fold for this body, received at ``received_ms``."""
     decoded = decode_body(body)
     assert not isinstance(decoded.event, UnknownEvent), decoded.event.event_type
-    return Envelope(event=decoded.event, received_ms=received_ms, dedup_key=decoded.dedup_key)
+    return Envelope(event=decoded.event, received_ms=received_ms, dedup_key=decoded.content_key)
 
 
 def envelope(received_ms: int, **body: Any) -> Envelope:

@@ -113,6 +113,6 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path):
 
     conn = sqlite3.connect(inbox_path(load_settings(config).data_dir))
     stored = {key for (key,) in conn.execute("SELECT dedup_key FROM events")}
-    missing = [body for body in acknowledged if decode_body(body).dedup_key not in stored]
+    missing = [body for body in acknowledged if decode_body(body).content_key not in stored]
     assert len(acknowledged) >= 300
     assert missing == []

@@ -20,7 +20,7 @@ def record(n: int) -> InboxRecord:
         event_type="customer_created",
         event_ms=n,
         body=b"{}",
-        dedup_key=f"key-{n}",
+        content_key=f"key-{n}",
     )
 
 

@@ -17,7 +17,7 @@ def stored_rows(settings):
     conn = sqlite3.connect(inbox_path(settings.data_dir))
     try:
         return conn.execute(
-            "SELECT endpoint, company_id, event_type, event_ms, body, dedup_key, status FROM events ORDER BY id"
+            "SELECT endpoint, company_id, event_type, event_ms, body, content_key, status FROM events ORDER BY id"
         ).fetchall()
     finally:
         conn.close()
@@ -69,7 +69,7 @@ def test_each_sample_is_accepted_and_decoded(client, settings, samples, event_ty
     assert type(decoded.event) is struct
     assert decoded.event.company_id == 1
     assert check(decoded.event.data)
-    assert decoded.dedup_key == key
+    assert decoded.content_key == key
 
 
 def test_redelivery_is_stored_once(client, settings, samples):
@@ -141,11 +141,34 @@ def test_post_to_unknown_token_is_404_and_not_stored(client, samples):
     assert client.app.state.inbox.counts() == []
 
 
-def test_dedup_key_ignores_spacing_and_key_order():
+def test_a_tag_set_again_after_its_unset_is_a_new_event(client, settings, samples):
+    # tag_set carries no timestamp: the same body can be a genuinely new action.
+    for event_type in ("tag_set", "tag_unset", "tag_set"):
+        assert client.post(URL, content=samples[event_type], headers=JSON).json()["status"] == "stored"
+    assert [row[2] for row in stored_rows(settings)] == ["tag_set", "tag_unset", "tag_set"]
+
+
+def test_an_untimed_event_repeated_back_to_back_is_a_redelivery(client, settings, samples):
+    for body in (samples["note_changed"], samples["note_changed"]):
+        client.post(URL, content=body, headers=JSON)
+    response = client.post(URL, content=samples["note_changed"], headers=JSON)
+    assert response.json()["status"] == "duplicate"
+    assert len(stored_rows(settings)) == 1
+
+
+def test_untimed_repeats_are_judged_per_customer(client, settings, samples):
+    other_customer = samples["tag_set"].replace(b'"id": 1,\n      "name": "DooPage customer"', b'"id": 2')
+    assert other_customer != samples["tag_set"]
+    for body in (samples["tag_set"], other_customer, samples["tag_set"]):
+        client.post(URL, content=body, headers=JSON)
+    assert len(stored_rows(settings)) == 2  # customer 1's second tag_set repeats its latest
+
+
+def test_content_key_ignores_spacing_and_key_order():
     a = ev.decode_body(b'{"company_id":1,"event_type":"x","data":{"a":1,"b":[1,2]}}')
     b = ev.decode_body(b'{ "data": {"b": [1, 2], "a": 1}, "event_type": "x", "company_id": 1 }')
     c = ev.decode_body(b'{"company_id":1,"event_type":"x","data":{"a":1,"b":[2,1]}}')
-    assert a.dedup_key == b.dedup_key != c.dedup_key
+    assert a.content_key == b.content_key != c.content_key
 
 
 def test_event_structs_round_trip(samples):

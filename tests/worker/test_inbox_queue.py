@@ -18,7 +18,7 @@ def record(n: int, company_id: int = 1, status: str = "pending") -> InboxRecord:
         event_type="customer_created",
         event_ms=n,
         body=b"{}",
-        dedup_key=f"key-{n}",
+        content_key=f"key-{n}",
         status=status,
     )
 
