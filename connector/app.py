@@ -6,6 +6,7 @@ test builds one app per case with its own settings and data directory.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from connector.errors import StoreError
 from connector.events import EventDecodeError, UnknownEvent, decode_body, subject_of
 from connector.inbox import Inbox, InboxRecord, SqliteInbox, now_ms
 from connector.settings import EndpointSettings, Settings
+from connector.worker import WorkerThread
 
 __all__ = ["IntakeResult", "create_app"]
 
@@ -156,7 +158,12 @@ async def readyz(request: Request[None, None, State]) -> str:
 
 
 def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
-    """Build the service for these settings; the inbox is opened on start-up unless one is given."""
+    """Build the service for these settings; the inbox is opened on start-up unless one is given.
+
+    With ``worker.embedded`` (the default) the sheet worker runs in a thread beside the web service; its
+    mapping and Sheets connection are checked here, so a mistake stops start-up with a ConfigError.
+    """
+    worker = WorkerThread(settings) if settings.worker.embedded else None
 
     @asynccontextmanager
     async def open_inbox(app: Litestar) -> AsyncIterator[None]:
@@ -168,9 +175,21 @@ def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
             if owned:
                 app.state.inbox.close()
 
+    @asynccontextmanager
+    async def run_worker(app: Litestar) -> AsyncIterator[None]:
+        if worker is None:
+            yield
+            return
+        worker.start()
+        try:
+            yield
+        finally:
+            # Joining waits for the flush in flight: off the event loop.
+            await asyncio.to_thread(worker.stop)
+
     return Litestar(
         route_handlers=[verify, receive, healthz, readyz],
-        lifespan=[open_inbox],
+        lifespan=[open_inbox, run_worker],
         state=State({"endpoints": Endpoints(settings.endpoints)}),
         request_max_body_size=settings.server.body_limit,
         openapi_config=OpenAPIConfig(title="doopage-sheets", version=__version__),

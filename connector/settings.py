@@ -26,6 +26,7 @@ __all__ = [
     "Secret",
     "ServerSettings",
     "Settings",
+    "WorkerSettings",
     "load_settings",
     "parse_settings",
 ]
@@ -81,6 +82,24 @@ class EndpointSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
         return not self.companies or company_id in self.companies
 
 
+class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """When and how the worker flushes."""
+
+    # Run the worker inside `serve`; false when a separate `doopage-sheets worker` process does the work.
+    embedded: bool = True
+    # Flush when this many events are pending...
+    batch_size: PositiveInt = 500
+    # ...or when the oldest pending event has waited this long (milliseconds).
+    max_delay_ms: PositiveInt = 500
+    # How long a claim holds its events before another worker may take them (milliseconds).
+    lease_ms: PositiveInt = 120_000
+    # How often an idle worker looks for work (milliseconds).
+    poll_ms: PositiveInt = 100
+    # Back-off after a transient failure of a spreadsheet: doubled each time, up to the maximum.
+    backoff_ms: PositiveInt = 2_000
+    max_backoff_ms: PositiveInt = 300_000
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """The whole configuration file."""
 
@@ -88,6 +107,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     mapping: MappingSettings = msgspec.field(default_factory=MappingSettings)  # see connector.mapping
     sheets: SheetsSettings = msgspec.field(default_factory=SheetsSettings)  # see connector.sheets.config
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     source: str = ""  # the file these settings came from; set by load_settings, not written in the file
 
     @property

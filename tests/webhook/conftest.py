@@ -28,6 +28,9 @@ data_dir = "data"
 body_limit = 262144
 {extra}
 
+[worker]
+embedded = false  # these tests are about intake alone
+
 [[endpoints]]
 name = "main"
 token = "{TOKEN}"
