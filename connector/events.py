@@ -12,7 +12,7 @@ yet decodes to :class:`UnknownEvent`, so it can be kept instead of lost.
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 
@@ -44,34 +44,40 @@ __all__ = [
 ]
 
 
+# Ids are stored as SQLite integers, times rendered as dates: values outside these ranges are errors.
+Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_999)]  # milliseconds, up to year 9999
+EpochSeconds = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799)]  # seconds, up to year 9999
+
+
 # --- the things events talk about ---------------------------------------------------------------
 
 
 class Customer(msgspec.Struct, frozen=True, omit_defaults=True):
     """A DooPage customer (a contact or conversation)."""
 
-    id: int
+    id: Id
     name: str | None = None
 
 
 class Staff(msgspec.Struct, frozen=True, omit_defaults=True):
     """A staff member of the company."""
 
-    id: int
+    id: Id
     name: str | None = None
 
 
 class Tag(msgspec.Struct, frozen=True, omit_defaults=True):
     """A customer tag."""
 
-    id: int
+    id: Id
     name: str | None = None
 
 
 class Pipeline(msgspec.Struct, frozen=True, omit_defaults=True):
     """A stage of the company's sales pipeline."""
 
-    id: int
+    id: Id
     name: str | None = None
 
 
@@ -94,14 +100,14 @@ class TransferData(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class OrderCreatedData(msgspec.Struct, frozen=True, omit_defaults=True):
-    order_id: int
-    created_at: int | None = None  # seconds since the epoch
+    order_id: Id
+    created_at: EpochSeconds | None = None
 
 
 class OrderUpdatedData(msgspec.Struct, frozen=True, omit_defaults=True):
-    order_id: int
-    created_at: int | None = None  # seconds since the epoch
-    modified_at: int | None = None  # seconds since the epoch
+    order_id: Id
+    created_at: EpochSeconds | None = None
+    modified_at: EpochSeconds | None = None
     picking_status: str | None = None
     payment_status: str | None = None
 
@@ -129,8 +135,8 @@ class PipelineData(msgspec.Struct, frozen=True, omit_defaults=True):
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="event_type"):
     """Fields every DooPage event carries. ``timestamp`` is in milliseconds and may be absent."""
 
-    company_id: int
-    timestamp: int | None = None
+    company_id: Id
+    timestamp: EpochMs | None = None
 
     @property
     def event_type(self) -> str:
@@ -217,9 +223,9 @@ KNOWN_EVENT_TYPES: Final[frozenset[str]] = frozenset(str(cls.__struct_config__.t
 class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A well-formed body whose ``event_type`` this version does not know; kept, not interpreted."""
 
-    company_id: int
+    company_id: Id
     event_type: str
-    timestamp: int | None = None
+    timestamp: EpochMs | None = None
     data: msgspec.Raw = msgspec.Raw(b"null")
 
 

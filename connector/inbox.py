@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import sqlite3
 import threading
@@ -27,6 +28,8 @@ import msgspec
 
 from connector.errors import StoreError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "STATUSES",
     "Inbox",
@@ -39,8 +42,9 @@ __all__ = [
 ]
 
 # pending: waiting for the worker; done: written to its sheets; failed: a permanent error, parked;
-# unrouted: its company has no spreadsheet mapping yet; unknown: an event type this version cannot read.
-STATUSES: Final = ("pending", "done", "failed", "unrouted", "unknown")
+# unrouted: its company has no spreadsheet mapping yet; unknown: an event type this version cannot read;
+# backfill: imported by `doopage-sheets backfill`, which writes it itself (the worker leaves it alone).
+STATUSES: Final = ("pending", "done", "failed", "unrouted", "unknown", "backfill")
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (
@@ -63,6 +67,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_status ON events (status, id);
 CREATE INDEX IF NOT EXISTS events_by_company ON events (company_id, status);
+CREATE INDEX IF NOT EXISTS events_by_subject ON events (status, subject);
 CREATE INDEX IF NOT EXISTS untimed_by_subject ON events (company_id, subject, id) WHERE event_ms IS NULL;
 CREATE TABLE IF NOT EXISTS locks (
     name     TEXT PRIMARY KEY,
@@ -287,7 +292,9 @@ class SqliteInbox:
             with transaction(conn):
                 outcome = _insert_all(conn, records)
             self.commits += 1
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            # Whatever went wrong, this group is answered (503, retry) and the thread lives on.
+            log.exception("the inbox could not commit %d records", len(records))
             outcome = StoreError(f"the inbox could not commit: {exc}")
         # One wake-up per event loop for the whole group, not one per request.
         by_loop: dict[asyncio.AbstractEventLoop, list[_Settlement]] = {}

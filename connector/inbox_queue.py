@@ -33,6 +33,16 @@ SELECT id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_
 WHERE company_id = ? AND status != 'unknown' AND id > ? ORDER BY id LIMIT ?
 """
 
+CLAIM_SUBJECTS: Final = """
+UPDATE events SET lease_owner = ?, lease_until = ?, attempts = attempts + 1
+WHERE status = ? AND (lease_until IS NULL OR lease_until <= ?) AND subject IN (
+    SELECT DISTINCT subject FROM events
+    WHERE status = ? AND (lease_until IS NULL OR lease_until <= ?)
+    ORDER BY subject LIMIT ?
+)
+RETURNING id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, attempts
+"""
+
 CLAIMABLE: Final = """
 SELECT COUNT(*), MIN(received_ms) FROM events
 WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= ?)
@@ -111,6 +121,17 @@ class InboxQueue:
         at = now_ms() if now is None else now
         with transaction(self._conn):
             rows = self._conn.execute(CLAIM, (owner, at + lease_ms, at, limit)).fetchall()
+        return sorted((StoredEvent(*row) for row in rows), key=lambda e: e.id)
+
+    def claim_subjects(
+        self, owner: str, status: str, subjects: int, lease_ms: int, now: int | None = None
+    ) -> list[StoredEvent]:
+        """Lease every event in ``status`` of up to ``subjects`` customers or orders (a backfill's unit:
+        one row each), so that one flush writes at most that many rows."""
+        at = now_ms() if now is None else now
+        params = (owner, at + lease_ms, status, at, status, at, subjects)
+        with transaction(self._conn):
+            rows = self._conn.execute(CLAIM_SUBJECTS, params).fetchall()
         return sorted((StoredEvent(*row) for row in rows), key=lambda e: e.id)
 
     def claimable(self, now: int | None = None) -> tuple[int, int]:

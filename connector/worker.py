@@ -105,10 +105,12 @@ class Worker:
                 on_pass(report)
 
     def run_once(self) -> PassReport:
-        """Claim one batch and settle every event in it."""
-        report = PassReport()
-        claimed = self.queue.claim(self.owner, self.settings.batch_size, self.settings.lease_ms)
-        report.claimed = len(claimed)
+        """Claim one batch of pending events and settle every event in it."""
+        return self.process(self.queue.claim(self.owner, self.settings.batch_size, self.settings.lease_ms))
+
+    def process(self, claimed: Sequence[StoredEvent]) -> PassReport:
+        """Settle claimed events: write what they change to their spreadsheets, then mark them."""
+        report = PassReport(claimed=len(claimed))
         if not claimed:
             return report
         by_spreadsheet: dict[str, list[tuple[StoredEvent, Envelope]]] = defaultdict(list)

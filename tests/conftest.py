@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from connector.localsheets.testing import LocalSheets, local_sheets_thread
 from connector.samples import sample_bodies
 
 
@@ -13,3 +16,14 @@ def samples() -> dict[str, bytes]:
     bodies = sample_bodies()
     assert len(bodies) == 11
     return bodies
+
+
+@pytest.fixture(scope="session")
+def local_sheets() -> Iterator[LocalSheets]:
+    """One local Sheets API server for the session; ``.url`` is the API root for ``sheets.api_root``.
+
+    It is shared: make your own spreadsheet (``local_sheets.new_spreadsheet(...)`` gives a unique id),
+    call ``reset_counts()`` before counting requests, and ``clear_faults()`` after injecting faults.
+    """
+    with local_sheets_thread() as server:
+        yield server

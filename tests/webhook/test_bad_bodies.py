@@ -31,6 +31,8 @@ BAD_BODIES = [
     ("customer.id as a string", with_data({"customer": {"id": "1", "name": "x"}}), JSON, 400, ["$.data.customer.id", "int", "str"]),
     ("customer missing", with_data({}), JSON, 400, ["customer"]),
     ("company_id as a string", json.dumps({**CREATED, "company_id": "1"}).encode(), JSON, 400, ["$.company_id", "int"]),
+    ("company_id beyond 64 bits", json.dumps({**CREATED, "company_id": 2**70}).encode(), JSON, 400, ["$.company_id", "<="]),
+    ("timestamp before 1970", json.dumps({**CREATED, "timestamp": -1}).encode(), JSON, 400, ["$.timestamp", ">= 0"]),
     ("timestamp as a string", json.dumps({**CREATED, "timestamp": "yesterday"}).encode(), JSON, 400, ["$.timestamp"]),
     ("event_type missing", json.dumps({"company_id": 1, "data": {}}).encode(), JSON, 400, ["event_type"]),
     ("event_type not a string", json.dumps({**CREATED, "event_type": 5}).encode(), JSON, 400, ["$.event_type"]),

@@ -1,0 +1,447 @@
+"""The local Sheets API v4 server: a Litestar app for the API and admin routes, behind a fault injector.
+
+API routes mirror ``https://sheets.googleapis.com/v4/spreadsheets...`` (and the Drive ``files.create``
+call gspread's ``Client.create`` makes); admin routes live under ``/_admin`` and are neither counted nor
+faulted. ``create_app`` returns a plain ASGI callable: the fault injector wraps Litestar because a dropped
+connection has to close the socket before any response byte is written, which no response object can do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final, cast
+
+import msgspec
+import uvicorn
+from litestar import Litestar, MediaType, Request, Response, delete, get, post, put, route
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException
+from litestar.params import FromPath
+
+from . import api
+from .faults import Fault, FaultSettings, error_body, request_kind
+from .fieldmask import FieldMaskError, apply_mask, parse_mask
+from .model import SheetsError
+from .service import LocalSheetsService, SpreadsheetSpec
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+API_PREFIXES: Final = ("/v4/", "/drive/v3/")
+# Big enough for an admin upload of a 100,000-row sheet; the writer itself keeps requests near 2 MB.
+MAX_BODY_BYTES: Final = 256 * 1024 * 1024
+
+Service = NamedDependency[LocalSheetsService]
+
+_JSON_DECODER: Final = msgspec.json.Decoder()
+_SPEC_DECODER: Final = msgspec.json.Decoder(SpreadsheetSpec)
+_FAULTS_DECODER: Final = msgspec.json.Decoder(FaultSettings)
+
+
+def _json(content: Any, status: int = 200) -> Response[Any]:
+    return Response(content=content, status_code=status, media_type=MediaType.JSON)
+
+
+async def _body(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The request's JSON object (an empty body is ``{}``)."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        decoded = _JSON_DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise SheetsError(400, f"Invalid JSON payload received. {exc}") from None
+    if not isinstance(decoded, dict):
+        raise SheetsError(400, "Invalid JSON payload received. Expected an object.")
+    return decoded
+
+
+def _params(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return {key: request.query_params.get(key) for key in request.query_params}
+
+
+def _masked(request: Request[Any, Any, Any], content: dict[str, Any]) -> dict[str, Any]:
+    fields = request.query_params.get("fields")
+    if not fields:
+        return content
+    try:
+        return dict(apply_mask(content, parse_mask(fields)))
+    except FieldMaskError:
+        raise SheetsError(400, f"Request contains an invalid argument: fields={fields!r}") from None
+
+
+# ---------------------------------------------------------------- Sheets API routes
+
+
+@post("/v4/spreadsheets", status_code=200, operation_id="spreadsheets.create")
+async def create_spreadsheet(request: Request[Any, Any, Any], service: Service) -> Response[Any]:
+    """Create a spreadsheet (``spreadsheets.create``)."""
+    spreadsheet = service.create(await _body(request))
+    return _json(_masked(request, api.spreadsheet_json(spreadsheet)))
+
+
+@get("/v4/spreadsheets/{target:str}", operation_id="spreadsheets.get")
+async def get_spreadsheet(
+    target: FromPath[str], request: Request[Any, Any, Any], service: Service
+) -> Response[Any]:
+    """Spreadsheet metadata, with grid data when ``includeGridData=true`` (``spreadsheets.get``)."""
+    spreadsheet = service.get(target)
+    include = (request.query_params.get("includeGridData") or "").lower() == "true"
+    ranges = request.query_params.getall("ranges", [])
+    return _json(_masked(request, api.spreadsheet_json(spreadsheet, include, ranges)))
+
+
+@post("/v4/spreadsheets/{target:str}", status_code=200, operation_id="spreadsheets.batchUpdate")
+async def batch_update(
+    target: FromPath[str], request: Request[Any, Any, Any], service: Service
+) -> Response[Any]:
+    """Apply structural and cell requests atomically (``spreadsheets.batchUpdate``)."""
+    spreadsheet_id, _, method = target.rpartition(":")
+    if method != "batchUpdate" or not spreadsheet_id:
+        raise SheetsError(404, f"Method not found: {target}")
+    body = await _body(request)
+    return _json(service.mutate(spreadsheet_id, lambda s: api.batch_update(s, body, service.rng)))
+
+
+@get("/v4/spreadsheets/{spreadsheet_id:str}/values:batchGet", operation_id="values.batchGet")
+async def values_batch_get(
+    spreadsheet_id: FromPath[str], request: Request[Any, Any, Any], service: Service
+) -> Response[Any]:
+    """Read several ranges (``spreadsheets.values.batchGet``)."""
+    spreadsheet = service.get(spreadsheet_id)
+    params = request.query_params
+    return _json(
+        api.batch_get(
+            spreadsheet,
+            params.getall("ranges", []),
+            api.dimension(params.get("majorDimension")),
+            api.render_option(params.get("valueRenderOption")),
+        )
+    )
+
+
+@post(
+    "/v4/spreadsheets/{spreadsheet_id:str}/values:batchUpdate",
+    status_code=200,
+    operation_id="values.batchUpdate",
+)
+async def values_batch_update(
+    spreadsheet_id: FromPath[str], request: Request[Any, Any, Any], service: Service
+) -> Response[Any]:
+    """Write several ranges atomically (``spreadsheets.values.batchUpdate``)."""
+    body = await _body(request)
+    return _json(service.mutate(spreadsheet_id, lambda s: api.batch_update_values(s, body)))
+
+
+@post(
+    "/v4/spreadsheets/{spreadsheet_id:str}/values:batchClear",
+    status_code=200,
+    operation_id="values.batchClear",
+)
+async def values_batch_clear(
+    spreadsheet_id: FromPath[str], request: Request[Any, Any, Any], service: Service
+) -> Response[Any]:
+    """Clear several ranges (``spreadsheets.values.batchClear``)."""
+    body = await _body(request)
+    return _json(service.mutate(spreadsheet_id, lambda s: api.batch_clear(s, body)))
+
+
+@route(
+    "/v4/spreadsheets/{spreadsheet_id:str}/values/{target:path}",
+    http_method=["GET", "PUT", "POST"],
+    status_code=200,
+    operation_id="values",
+)
+async def values(
+    spreadsheet_id: FromPath[str], target: FromPath[str], request: Request[Any, Any, Any], service: Service
+) -> Response[Any]:
+    """``values.get`` (GET), ``values.update`` (PUT), ``values.append`` / ``values.clear`` (POST ``:verb``)."""
+    text = target.lstrip("/")
+    params = _params(request)
+    if request.method == "GET":
+        spreadsheet = service.get(spreadsheet_id)
+        return _json(
+            api.value_range(
+                spreadsheet,
+                text,
+                api.dimension(params.get("majorDimension")),
+                api.render_option(params.get("valueRenderOption")),
+            )
+        )
+    body = await _body(request)
+    if request.method == "PUT":
+        return _json(service.mutate(spreadsheet_id, lambda s: api.update_values(s, text, body, params)))
+    range_text, _, verb = text.rpartition(":")
+    if verb == "append" and range_text:
+        return _json(service.mutate(spreadsheet_id, lambda s: api.append_values(s, range_text, body, params)))
+    if verb == "clear" and range_text:
+        return _json(service.mutate(spreadsheet_id, lambda s: api.clear_values(s, range_text)))
+    raise SheetsError(404, f"Method not found: POST values/{text}")
+
+
+@post("/drive/v3/files", status_code=200, operation_id="drive.files.create")
+async def drive_create(request: Request[Any, Any, Any], service: Service) -> Response[Any]:
+    """The Drive call behind gspread's ``Client.create``: a new spreadsheet named ``name``."""
+    body = await _body(request)
+    mime = body.get("mimeType", "application/vnd.google-apps.spreadsheet")
+    if mime != "application/vnd.google-apps.spreadsheet":
+        raise SheetsError(400, f"Only spreadsheets can be created here, not {mime!r}.")
+    spreadsheet = service.create({"properties": {"title": body.get("name") or "Untitled spreadsheet"}})
+    return _json(
+        {"kind": "drive#file", "id": spreadsheet.spreadsheet_id, "name": spreadsheet.title, "mimeType": mime}
+    )
+
+
+# ---------------------------------------------------------------- admin routes
+
+
+@get("/_admin/counts", operation_id="admin.counts")
+async def admin_counts(service: Service) -> Response[Any]:
+    """API requests received, by kind, with injected faults by outcome."""
+    return _json(
+        {
+            "counts": dict(service.counts),
+            "total": sum(service.counts.values()),
+            "faults": dict(service.faults.injected),
+        }
+    )
+
+
+@post("/_admin/counts/reset", status_code=200, operation_id="admin.resetCounts")
+async def admin_reset_counts(service: Service) -> Response[Any]:
+    """Zero the request and fault counters."""
+    service.counts.clear()
+    service.faults.injected.clear()
+    return _json({"counts": {}, "total": 0, "faults": {}})
+
+
+@get("/_admin/faults", operation_id="admin.faults")
+async def admin_get_faults(service: Service) -> Response[Any]:
+    """The fault settings in force, with the script steps still to come."""
+    settings = msgspec.to_builtins(service.faults.settings)
+    settings["script"] = list(service.faults.script)
+    return _json(settings)
+
+
+@put("/_admin/faults", operation_id="admin.setFaults")
+async def admin_set_faults(request: Request[Any, Any, Any], service: Service) -> Response[Any]:
+    """Replace the fault settings (any field left out takes its default: no fault)."""
+    raw = await request.body()
+    try:
+        settings = _FAULTS_DECODER.decode(raw or b"{}")
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        raise SheetsError(400, f"Invalid fault settings: {exc}") from None
+    service.set_faults(settings)
+    return _json(msgspec.to_builtins(settings))
+
+
+@delete("/_admin/faults", status_code=200, operation_id="admin.clearFaults")
+async def admin_clear_faults(service: Service) -> Response[Any]:
+    """Turn every fault off."""
+    service.set_faults(FaultSettings())
+    return _json(msgspec.to_builtins(FaultSettings()))
+
+
+@post("/_admin/reset", status_code=200, operation_id="admin.reset")
+async def admin_reset(service: Service) -> Response[Any]:
+    """Forget every spreadsheet, count and fault setting."""
+    service.reset()
+    return _json({})
+
+
+@get("/_admin/spreadsheets", operation_id="admin.listSpreadsheets")
+async def admin_list(service: Service) -> Response[Any]:
+    """Every spreadsheet with its sheets' sizes and formula counts."""
+    return _json({"spreadsheets": [service.stats(key) for key in service.spreadsheets]})
+
+
+@put("/_admin/spreadsheets/{spreadsheet_id:str}", operation_id="admin.putSpreadsheet")
+async def admin_put_spreadsheet(
+    spreadsheet_id: FromPath[str], request: Request[Any, Any, Any], service: Service
+) -> Response[Any]:
+    """Create or replace a spreadsheet with this id, its sheets and their starting values."""
+    raw = await request.body()
+    try:
+        spec = _SPEC_DECODER.decode(raw or b"{}")
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SheetsError(400, f"Invalid spreadsheet spec: {exc}") from None
+    spreadsheet = service.put_spreadsheet(spreadsheet_id, spec)
+    return _json(api.spreadsheet_json(spreadsheet))
+
+
+@delete("/_admin/spreadsheets/{spreadsheet_id:str}", status_code=200, operation_id="admin.deleteSpreadsheet")
+async def admin_delete_spreadsheet(spreadsheet_id: FromPath[str], service: Service) -> Response[Any]:
+    """Forget one spreadsheet."""
+    service.delete_spreadsheet(spreadsheet_id)
+    return _json({})
+
+
+@get("/_admin/spreadsheets/{spreadsheet_id:str}/stats", operation_id="admin.stats")
+async def admin_stats(spreadsheet_id: FromPath[str], service: Service) -> Response[Any]:
+    """Formula-cell counts and sizes of one spreadsheet."""
+    return _json(service.stats(spreadsheet_id))
+
+
+@get("/_admin/spreadsheets/{spreadsheet_id:str}/sheets/{title:str}", operation_id="admin.sheet")
+async def admin_sheet(spreadsheet_id: FromPath[str], title: FromPath[str], service: Service) -> Response[Any]:
+    """Every value of one sheet, unformatted, formulas as text."""
+    return _json(service.sheet_dump(spreadsheet_id, title))
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _sheets_error(_: Request[Any, Any, Any], exc: SheetsError) -> Response[Any]:
+    return _json(exc.body(), exc.code)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    return _json(SheetsError(exc.status_code, str(exc.detail)).body(), exc.status_code)
+
+
+def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _json(SheetsError(500, f"Internal error encountered: {type(exc).__name__}: {exc}").body(), 500)
+
+
+_ROUTES: Final = [
+    create_spreadsheet,
+    get_spreadsheet,
+    batch_update,
+    values_batch_get,
+    values_batch_update,
+    values_batch_clear,
+    values,
+    drive_create,
+    admin_counts,
+    admin_reset_counts,
+    admin_get_faults,
+    admin_set_faults,
+    admin_clear_faults,
+    admin_reset,
+    admin_list,
+    admin_put_spreadsheet,
+    admin_delete_spreadsheet,
+    admin_stats,
+    admin_sheet,
+]
+
+
+def create_litestar(service: LocalSheetsService) -> Litestar:
+    """The Litestar app alone (no fault injection), for Litestar's test client."""
+    return Litestar(
+        route_handlers=_ROUTES,
+        dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
+        exception_handlers={
+            SheetsError: _sheets_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=None,
+    )
+
+
+def create_app(service: LocalSheetsService) -> ASGIApp:
+    """The full server: the API behind request counting and fault injection."""
+    return FaultInjector(cast(ASGIApp, create_litestar(service)), service)
+
+
+# ---------------------------------------------------------------- fault injection
+
+
+class FaultInjector:
+    """ASGI wrapper that counts API requests and injects the configured faults."""
+
+    def __init__(self, app: ASGIApp, service: LocalSheetsService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count the request, add latency, then answer, fail or drop it as the settings decide."""
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(API_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        kind = request_kind(scope["method"], path)
+        self.service.counts[kind] += 1
+        fault = self.service.faults.decide(kind)
+        latency = self.service.faults.settings.latency_ms
+        if latency:
+            await asyncio.sleep(latency / 1000)
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        if fault.after:
+            await self.app(scope, receive, _discard)
+        if fault.kind == "drop":
+            await _drop_connection(receive)
+            return
+        await _send_fault(send, fault, self.service.faults.settings.retry_after)
+
+
+async def _discard(message: Message) -> None:
+    """A send that loses the answer: the request was applied, the client never hears of it."""
+
+
+async def _drop_connection(receive: Receive) -> None:
+    """Close the client's socket without a byte of answer, as a dying server or proxy would."""
+    # uvicorn's receive is a bound method of its request cycle, which holds the connection's transport.
+    cycle = getattr(receive, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise ConnectionAbortedError("connection dropped by fault injection")
+    transport.close()
+    # Let the protocol see the closed connection, so the server does not try to answer it.
+    await asyncio.sleep(0)
+
+
+async def _send_fault(send: Send, fault: Fault, retry_after: int | None) -> None:
+    body = msgspec.json.encode(error_body(fault.status))
+    headers = [
+        (b"content-type", b"application/json; charset=UTF-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if retry_after is not None and fault.status in (429, 503):
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# ---------------------------------------------------------------- running
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (``port=0``: any free port), so the address is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def make_server(
+    service: LocalSheetsService, log_level: str = "warning", access_log: bool = False
+) -> uvicorn.Server:
+    """A uvicorn server for the app; call ``run(sockets=[...])`` on it."""
+    config = uvicorn.Config(
+        create_app(service),
+        log_level=log_level,
+        access_log=access_log,
+        lifespan="off",
+        # Keep idle client connections around so clients reuse them, as with Google's front ends.
+        timeout_keep_alive=30,
+    )
+    return uvicorn.Server(config)
+
+
+def server_url(sock: socket.socket) -> str:
+    """The API root (``http://host:port``) a bound socket serves."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"

@@ -1,0 +1,222 @@
+"""Running the local Sheets server for tests, benchmarks and demos, and driving its admin routes.
+
+Two ways to start it, both yielding a :class:`LocalSheets` handle whose ``url`` is the API root
+(``http://127.0.0.1:PORT``, the value for ``sheets.api_root``):
+
+- :func:`local_sheets_thread`: uvicorn in a background thread of this process (fast, for tests);
+- :func:`local_sheets_process`: ``doopage-sheets local-sheets`` as a child process (for crash and
+  restart tests, and to keep a benchmark's server off the measured process's interpreter lock).
+
+The handle talks to the server over HTTP only, so it works the same for both.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+import requests
+
+from .server import bind_socket, make_server, server_url
+from .service import LocalSheetsService, SheetSpec, SpreadsheetSpec
+
+__all__ = ["LocalSheets", "local_sheets_process", "local_sheets_thread"]
+
+_STARTUP_SECONDS = 20.0
+
+
+class LocalSheetsAdminError(RuntimeError):
+    """An admin request the server refused."""
+
+
+class LocalSheets:
+    """A running local Sheets server, seen through its admin routes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._http = requests.Session()
+
+    def close(self) -> None:
+        """Release the admin HTTP session."""
+        self._http.close()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else msgspec.json.encode(body)
+        response = self._http.request(
+            method,
+            f"{self.url}{path}",
+            data=data,
+            headers={"content-type": "application/json"},
+            timeout=60,
+        )
+        if not response.ok:
+            raise LocalSheetsAdminError(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    # ---------------------------------------------------------------- counts
+
+    def counts(self) -> dict[str, int]:
+        """API requests received since the last reset, by kind (``values.batchGet``, ...)."""
+        return dict(self._call("GET", "/_admin/counts")["counts"])
+
+    def total_requests(self) -> int:
+        """API requests received since the last reset, all kinds together."""
+        return int(self._call("GET", "/_admin/counts")["total"])
+
+    def injected_faults(self) -> dict[str, int]:
+        """Faults injected since the last reset, by outcome (``429:before``, ``drop:after``, ...)."""
+        return dict(self._call("GET", "/_admin/counts")["faults"])
+
+    def reset_counts(self) -> None:
+        """Zero the request and fault counters."""
+        self._call("POST", "/_admin/counts/reset")
+
+    # ---------------------------------------------------------------- faults
+
+    def set_faults(self, **settings: Any) -> dict[str, Any]:
+        """Replace the fault settings (see ``FaultSettings``: ``rate_429``, ``drop_rate``, ``timing``...)."""
+        return dict(self._call("PUT", "/_admin/faults", settings))
+
+    def clear_faults(self) -> None:
+        """Turn every fault off."""
+        self._call("DELETE", "/_admin/faults")
+
+    # ---------------------------------------------------------------- spreadsheets
+
+    def create_spreadsheet(
+        self,
+        spreadsheet_id: str,
+        sheets: Sequence[SheetSpec | Mapping[str, Any]] | None = None,
+        title: str = "Untitled spreadsheet",
+    ) -> dict[str, Any]:
+        """Create or replace a spreadsheet with this id (default: one empty 1000x26 "Sheet1")."""
+        spec = (
+            SpreadsheetSpec(title=title)
+            if sheets is None
+            else SpreadsheetSpec(
+                title=title,
+                sheets=[
+                    s if isinstance(s, SheetSpec) else msgspec.convert(dict(s), SheetSpec) for s in sheets
+                ],
+            )
+        )
+        return dict(self._call("PUT", f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}", spec))
+
+    def new_spreadsheet(
+        self,
+        sheets: Sequence[SheetSpec | Mapping[str, Any]] | None = None,
+        title: str = "Untitled spreadsheet",
+    ) -> str:
+        """Create a spreadsheet under a fresh unique id and return the id (for tests sharing a server)."""
+        spreadsheet_id = f"test-{uuid.uuid4().hex}"
+        self.create_spreadsheet(spreadsheet_id, sheets, title)
+        return spreadsheet_id
+
+    def delete_spreadsheet(self, spreadsheet_id: str) -> None:
+        """Forget one spreadsheet."""
+        self._call("DELETE", f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}")
+
+    def stats(self, spreadsheet_id: str) -> dict[str, Any]:
+        """Sizes and formula-cell counts of a spreadsheet and its sheets."""
+        return dict(self._call("GET", f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}/stats"))
+
+    def formula_cells(self, spreadsheet_id: str) -> int:
+        """How many cells of the spreadsheet hold a formula."""
+        return int(self.stats(spreadsheet_id)["formulaCells"])
+
+    def sheet(self, spreadsheet_id: str, title: str) -> dict[str, Any]:
+        """One sheet's grid size, formula count and every value (unformatted, formulas as text)."""
+        path = f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}/sheets/{quote(title, safe='')}"
+        return dict(self._call("GET", path))
+
+    def sheet_values(self, spreadsheet_id: str, title: str) -> list[list[Any]]:
+        """Every value of one sheet, trimmed like a values read."""
+        return list(self.sheet(spreadsheet_id, title)["values"])
+
+    def reset(self) -> None:
+        """Forget every spreadsheet, count and fault setting."""
+        self._call("POST", "/_admin/reset")
+
+    # ---------------------------------------------------------------- clients
+
+    def gspread_client(self) -> Any:
+        """An anonymous gspread client pointed at this server (through ``connector.sheets.connect``)."""
+        from connector.sheets import SheetsSettings, connect
+
+        return connect(SheetsSettings(api_root=self.url), environ={}).client
+
+
+@contextmanager
+def local_sheets_thread(
+    data: Path | None = None, seed: int | None = None, host: str = "127.0.0.1"
+) -> Iterator[LocalSheets]:
+    """Serve on a free port from a background thread of this process until the block ends."""
+    service = LocalSheetsService(data_path=data, seed=seed)
+    server = make_server(service)
+    sock = bind_socket(host, 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="local-sheets", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + _STARTUP_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("the local Sheets server did not start")
+        time.sleep(0.01)
+    handle = LocalSheets(server_url(sock))
+    try:
+        yield handle
+    finally:
+        handle.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextmanager
+def local_sheets_process(
+    data: Path | None = None, seed: int | None = None, port: int = 0, host: str = "127.0.0.1"
+) -> Iterator[LocalSheets]:
+    """Run ``doopage-sheets local-sheets`` as a child process until the block ends (then SIGTERM it)."""
+    command = [sys.executable, "-m", "connector", "local-sheets", "--host", host, "--port", str(port)]
+    if data is not None:
+        command += ["--data", str(data)]
+    if seed is not None:
+        command += ["--seed", str(seed)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        url = _await_url(process)
+        handle = LocalSheets(url)
+        try:
+            yield handle
+        finally:
+            handle.close()
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _await_url(process: subprocess.Popen[str]) -> str:
+    """Read the child's first line, ``local-sheets listening on http://...``, and return the URL."""
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    marker = "listening on "
+    if marker not in line:
+        process.kill()
+        raise RuntimeError(f"the local Sheets server did not start (printed {line!r})")
+    return line.split(marker, 1)[1].strip()

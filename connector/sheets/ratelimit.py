@@ -1,0 +1,98 @@
+"""Keeps Sheets requests per minute per credential under a budget, across threads.
+
+Google counts requests per minute per user, separately for reads and writes. A token bucket admits
+``capacity + rate * 60`` requests in a bad minute, so it would need a small capacity to stay under the
+quota; a sliding-window log (the send times of the last 60 seconds) gives the exact guarantee instead: no
+60-second window ever holds more than the budget. Limiters are shared per credential within a process, so
+two writers using the same service account draw on one budget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
+
+from connector.sheets.config import RateLimitSettings
+
+__all__ = ["RateLimiter", "RequestKind", "SlidingWindow", "shared_limiter"]
+
+RequestKind = Literal["read", "write"]
+WINDOW_SECONDS = 60.0
+
+
+class SlidingWindow:
+    """At most ``limit`` acquisitions in any ``window`` seconds; ``acquire`` blocks until one is allowed."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = WINDOW_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> float:
+        """Take a slot and return 0.0, or take nothing and return the seconds until one frees up."""
+        with self._lock:
+            now = self._clock()
+            while self._sent and self._sent[0] <= now - self._window:
+                self._sent.popleft()
+            if len(self._sent) < self._limit:
+                self._sent.append(now)
+                return 0.0
+            return max(self._sent[0] + self._window - now, 1e-3)
+
+    def acquire(self) -> float:
+        """Block until a slot is free, take it, and return the seconds spent waiting."""
+        waited = 0.0
+        while (delay := self.try_acquire()) > 0.0:
+            # Sleep outside the lock so other threads can still see the window; re-check after waking.
+            self._sleep(delay)
+            waited += delay
+        return waited
+
+
+class RateLimiter:
+    """One read window and one write window for one credential."""
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._windows: dict[RequestKind, SlidingWindow] = {
+            "read": SlidingWindow(settings.reads_per_minute, clock=clock, sleep=sleep),
+            "write": SlidingWindow(settings.writes_per_minute, clock=clock, sleep=sleep),
+        }
+
+    def acquire(self, kind: RequestKind) -> float:
+        """Wait for budget for one request of this kind; returns the seconds waited."""
+        return self._windows[kind].acquire()
+
+
+_shared: dict[tuple[str, int, int], RateLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiter(credential_id: str, settings: RateLimitSettings) -> RateLimiter:
+    """The process-wide limiter of a credential (one per credential and budget)."""
+    key = (credential_id, settings.reads_per_minute, settings.writes_per_minute)
+    with _shared_lock:
+        limiter = _shared.get(key)
+        if limiter is None:
+            limiter = _shared[key] = RateLimiter(settings)
+        return limiter

@@ -1,0 +1,183 @@
+"""The read side of a flush, as pure functions: which ranges to ask for, and what the answer says.
+
+One ``spreadsheets.get`` request per flush reads, for every worksheet of the flush, the header row
+(``'Title'!1:1``) and the key column from row 2 down (``'Title'!C2:C``), with a field mask that keeps only
+sheet ids, grid sizes and the cells' effective values. That one answer carries everything planning needs:
+which worksheets exist, their ids and sizes (for addSheet and appendDimension), where each of our headers
+is, and the key -> row index. No whole sheet is ever read.
+
+Where the key column is becomes known only from the header row, so the range asked for is a guess: the
+column it was in at the end of the last flush (remembered by the writer), or on a cold start its place in
+our own header list. The answer's header row verifies the guess; only when a person moved the key column
+since then is one more read needed, and the next flush guesses right again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import msgspec
+from gspread.utils import absolute_range_name, rowcol_to_a1
+
+__all__ = [
+    "GRID_FIELDS",
+    "METADATA_FIELDS",
+    "SheetProperties",
+    "SheetSnapshot",
+    "column_letter",
+    "parse_sheet_list",
+    "parse_snapshots",
+    "read_ranges",
+]
+
+_PROPERTIES = "properties(sheetId,title,gridProperties(rowCount,columnCount))"
+GRID_FIELDS = f"sheets({_PROPERTIES},data(startRow,startColumn,rowData(values(effectiveValue))))"
+METADATA_FIELDS = f"sheets.{_PROPERTIES}"
+
+
+class SheetProperties(msgspec.Struct, frozen=True):
+    """A worksheet's identity and grid size."""
+
+    title: str
+    sheet_id: int
+    row_count: int
+    column_count: int
+
+
+# The parts of Google's Spreadsheet resource that a read asks for, decoded straight from the answer's
+# bytes (a 100,000-row key column is 100,000 cells; typed decoding keeps that cheap).
+class _ExtendedValue(msgspec.Struct):
+    stringValue: str | None = None
+    numberValue: int | float | None = None
+    boolValue: bool | None = None
+
+
+class _CellData(msgspec.Struct):
+    effectiveValue: _ExtendedValue | None = None
+
+
+class _RowData(msgspec.Struct):
+    values: list[_CellData] = msgspec.field(default_factory=list)
+
+
+class _GridData(msgspec.Struct):
+    startRow: int = 0
+    startColumn: int = 0
+    rowData: list[_RowData] = msgspec.field(default_factory=list)
+
+
+class _GridProperties(msgspec.Struct):
+    rowCount: int = 0
+    columnCount: int = 0
+
+
+class _Properties(msgspec.Struct):
+    sheetId: int = 0
+    title: str = ""
+    gridProperties: _GridProperties = msgspec.field(default_factory=_GridProperties)
+
+
+class _Sheet(msgspec.Struct):
+    properties: _Properties = msgspec.field(default_factory=_Properties)
+    data: list[_GridData] = msgspec.field(default_factory=list)
+
+
+class _Spreadsheet(msgspec.Struct):
+    sheets: list[_Sheet] = msgspec.field(default_factory=list)
+
+
+_decoder = msgspec.json.Decoder(_Spreadsheet)
+
+
+class SheetSnapshot(msgspec.Struct, frozen=True):
+    """What one read showed of a worksheet: properties, header row, and key column.
+
+    ``header`` holds the texts of row 1 with trailing blanks dropped. ``key_cells[i]`` is the text of the
+    key column in sheet row ``i + 2`` (None when empty); ``key_column`` is the 0-based column they were
+    read from, or None when no key column was read.
+    """
+
+    properties: SheetProperties
+    header: tuple[str, ...]
+    key_column: int | None
+    key_cells: tuple[str | None, ...]
+
+
+def column_letter(index: int) -> str:
+    """A 0-based column index in A1 letters (0 -> A, 26 -> AA)."""
+    return rowcol_to_a1(1, index + 1)[:-1]
+
+
+def read_ranges(title: str, key_column: int | None) -> list[str]:
+    """The A1 ranges one worksheet contributes to the read: its header row and, if known, its key column."""
+    ranges = [absolute_range_name(title, "1:1")]
+    if key_column is not None:
+        letter = column_letter(key_column)
+        ranges.append(absolute_range_name(title, f"{letter}2:{letter}"))
+    return ranges
+
+
+def _number_text(number: int | float) -> str:
+    """A number as a key or header text: integral values without a decimal point (12.0 -> "12")."""
+    if isinstance(number, int):
+        return str(number)
+    if number.is_integer() and abs(number) < 2**63:
+        return str(int(number))
+    return repr(number)
+
+
+def _cell_text(cell: _CellData | None) -> str | None:
+    """The text of a cell's ``effectiveValue`` as this connector compares it; None for an empty cell."""
+    value = cell.effectiveValue if cell is not None else None
+    if value is None:
+        return None
+    if value.stringValue is not None:
+        return value.stringValue
+    if value.numberValue is not None:
+        return _number_text(value.numberValue)
+    if value.boolValue is not None:
+        return "TRUE" if value.boolValue else "FALSE"
+    return None  # errorValue: a formula that failed is no key and no header
+
+
+def _trim(texts: Iterable[str]) -> tuple[str, ...]:
+    """Drop trailing blank cells."""
+    items = list(texts)
+    while items and not items[-1]:
+        items.pop()
+    return tuple(items)
+
+
+def _properties(sheet: _Sheet) -> SheetProperties:
+    props = sheet.properties
+    grid = props.gridProperties
+    return SheetProperties(props.title, props.sheetId, grid.rowCount, grid.columnCount)
+
+
+def parse_sheet_list(body: bytes) -> dict[str, SheetProperties]:
+    """Title -> properties of every worksheet in a ``spreadsheets.get`` answer (msgspec.DecodeError if bad)."""
+    return {p.title: p for p in map(_properties, _decoder.decode(body).sheets)}
+
+
+def parse_snapshots(body: bytes, asked: Mapping[str, int | None]) -> dict[str, SheetSnapshot]:
+    """Snapshots from a ``spreadsheets.get`` answer to the ranges of ``asked`` (title -> key column read).
+
+    Worksheets absent from the answer are left out. Each worksheet's ``data`` holds one GridData per range
+    asked for; the header range starts at row 0 and the key column range at row 1, which tells them apart.
+    Raises msgspec.DecodeError for an answer that is not a Spreadsheet (e.g. cut short).
+    """
+    snapshots: dict[str, SheetSnapshot] = {}
+    for sheet in _decoder.decode(body).sheets:
+        properties = _properties(sheet)
+        if properties.title not in asked:
+            continue
+        header: tuple[str, ...] = ()
+        key_cells: tuple[str | None, ...] = ()
+        for grid in sheet.data:
+            if grid.startRow == 0:
+                first = grid.rowData[0].values if grid.rowData else []
+                header = _trim([""] * grid.startColumn + [_cell_text(cell) or "" for cell in first])
+            else:
+                key_cells = tuple(_cell_text(row.values[0]) if row.values else None for row in grid.rowData)
+        snapshots[properties.title] = SheetSnapshot(properties, header, asked[properties.title], key_cells)
+    return snapshots

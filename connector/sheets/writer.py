@@ -1,0 +1,391 @@
+"""The sheet writer: one flush = one read and one write per spreadsheet, retried as a whole.
+
+A flush, for all the worksheets of one spreadsheet:
+
+1. **Read** (one ``spreadsheets.get``): header rows, key columns, sheet ids and grid sizes of every
+   worksheet of the flush (see :mod:`connector.sheets.snapshot` for the ranges and why the key column's
+   place is a verified guess). Key -> row is rebuilt from this read every time, so rows a person sorted,
+   moved or inserted since the last flush still get their own updates.
+2. **Plan** (pure, :mod:`connector.sheets.plan`): addSheet, header cells, updateCells, appendCells.
+3. **Write** (one ``spreadsheets:batchUpdate``; several only when the body would pass
+   ``max_request_bytes``). A batchUpdate is applied atomically by the API.
+
+The three steps run inside the single tenacity policy (:mod:`connector.sheets.retry`): a transient failure
+anywhere, including a write whose answer was lost, starts the cycle again from the read, so a write that
+was in fact applied is seen as applied and its new rows are updated, not appended a second time.
+
+Extra requests happen only off the steady path, and each is logged: on the first flush after start-up
+when a worksheet must be created or has vanished (the read naming it is refused with 400, then the list
+of worksheets is fetched); when a person moved the key column since the last flush (its new column is read
+once more); and when a write is refused with 400 (the writer forgets what it remembered and runs the cycle
+once more from a fresh look, since a person may have deleted columns or a worksheet meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+import requests
+from gspread.exceptions import APIError
+from gspread.urls import SPREADSHEET_BATCH_UPDATE_URL, SPREADSHEET_URL
+
+from connector.sheets.client import SheetsConnection, connect
+from connector.sheets.config import SheetsSettings
+from connector.sheets.errors import PermanentSheetsError, TransientSheetsError
+from connector.sheets.plan import WorksheetBatch, WorksheetPlan, new_sheet_id, pack_requests, plan_worksheet
+from connector.sheets.ratelimit import RateLimiter, RequestKind, shared_limiter
+from connector.sheets.retry import classify_failure, retry_policy
+from connector.sheets.snapshot import (
+    GRID_FIELDS,
+    METADATA_FIELDS,
+    SheetProperties,
+    SheetSnapshot,
+    parse_sheet_list,
+    parse_snapshots,
+    read_ranges,
+)
+
+__all__ = ["FlushReport", "SheetWriter", "WorksheetReport"]
+
+log = logging.getLogger("connector.sheets")
+_T = TypeVar("_T")
+
+
+class WorksheetReport(msgspec.Struct, frozen=True):
+    """What one flush did to one worksheet."""
+
+    title: str
+    created: bool
+    rows_updated: int
+    rows_appended: int
+    duplicate_keys: tuple[str, ...]
+    headers_added: tuple[str, ...]
+    headers_readded: tuple[str, ...]
+
+
+class FlushReport(msgspec.Struct, frozen=True):
+    """What one flush did to one spreadsheet, and the requests it took (failed attempts included)."""
+
+    spreadsheet_id: str
+    worksheets: tuple[WorksheetReport, ...]
+    read_requests: int
+    write_requests: int
+    attempts: int
+    rate_limit_wait: float
+
+    @property
+    def requests(self) -> int:
+        """All Sheets API requests sent for this flush."""
+        return self.read_requests + self.write_requests
+
+    @property
+    def rows_updated(self) -> int:
+        """Existing rows that received values."""
+        return sum(w.rows_updated for w in self.worksheets)
+
+    @property
+    def rows_appended(self) -> int:
+        """New rows."""
+        return sum(w.rows_appended for w in self.worksheets)
+
+    @property
+    def duplicate_keys(self) -> tuple[tuple[str, str], ...]:
+        """``(worksheet, key)`` of every key found in more than one row; only its first row is written."""
+        return tuple((w.title, key) for w in self.worksheets for key in w.duplicate_keys)
+
+
+class _Remembered(msgspec.Struct, frozen=True):
+    """What the last successful flush left in a worksheet: its header row and key column."""
+
+    header: tuple[str, ...]
+    key_column: int
+
+
+class _Stats:
+    """Mutable request counts of one flush."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.writes = 0
+        self.attempts = 0
+        self.waited = 0.0
+        self.refreshed = False
+
+
+class SheetWriter:
+    """Upserts rows by key into the worksheets of spreadsheets; safe to share between threads.
+
+    Flushes of one spreadsheet are serialised; flushes of different spreadsheets may run in parallel.
+    ``sleep`` is what retries wait with (tests pass a recorder so nothing really sleeps).
+    """
+
+    def __init__(
+        self,
+        connection: SheetsConnection,
+        settings: SheetsSettings,
+        *,
+        limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._http = connection.client.http_client
+        self._settings = settings
+        self._limiter = limiter or shared_limiter(connection.credential_id, settings.rate_limit)
+        self._sleep = sleep
+        self._remembered: dict[str, dict[str, _Remembered]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: SheetsSettings, *, source: str = "", environ: Mapping[str, str] | None = None
+    ) -> SheetWriter:
+        """Connect with these settings (ConfigError if they cannot work) and build a writer."""
+        return cls(connect(settings, source=source, environ=environ), settings)
+
+    def forget(self, spreadsheet_id: str) -> None:
+        """Drop what the writer remembers of a spreadsheet; the next flush starts from a fresh look."""
+        with self._guard:
+            self._remembered.pop(spreadsheet_id, None)
+
+    def flush(self, spreadsheet_id: str, batches: Sequence[WorksheetBatch]) -> FlushReport:
+        """Apply every batch to its worksheet in one read and one write; retried as a whole on failure.
+
+        Raises PermanentSheetsError at once on 400/403/404, TransientSheetsError when retries run out.
+        """
+        titles = [batch.title for batch in batches]
+        if len(set(titles)) != len(titles):
+            raise ValueError(f"a flush names a worksheet twice: {titles}")
+        stats = _Stats()
+        if not batches:
+            return self._report(spreadsheet_id, [], stats)
+        with self._lock_for(spreadsheet_id):
+            for attempt in retry_policy(self._settings.retry, self._sleep):
+                with attempt:
+                    plans = self._attempt(spreadsheet_id, batches, stats)
+        return self._report(spreadsheet_id, plans, stats)
+
+    def _lock_for(self, spreadsheet_id: str) -> threading.Lock:
+        """The lock serialising flushes of one spreadsheet."""
+        with self._guard:
+            return self._locks.setdefault(spreadsheet_id, threading.Lock())
+
+    def _attempt(
+        self, spreadsheet_id: str, batches: Sequence[WorksheetBatch], stats: _Stats
+    ) -> list[WorksheetPlan]:
+        """One read-plan-write cycle, run once more from a fresh look if the API calls it a bad request."""
+        stats.attempts += 1
+        stats.refreshed = False
+        try:
+            return self._cycle(spreadsheet_id, batches, stats, refresh=False)
+        except PermanentSheetsError as exc:
+            if exc.status != 400 or stats.refreshed:
+                raise
+            log.warning("spreadsheet %s: %s; looking at it afresh and trying once more", spreadsheet_id, exc)
+            self.forget(spreadsheet_id)
+            return self._cycle(spreadsheet_id, batches, stats, refresh=True)
+
+    def _cycle(
+        self, spreadsheet_id: str, batches: Sequence[WorksheetBatch], stats: _Stats, *, refresh: bool
+    ) -> list[WorksheetPlan]:
+        """Read header rows and key columns, plan, write; remember the result for the next flush."""
+        with self._guard:
+            remembered = dict(self._remembered.get(spreadsheet_id, {}))
+        taken_ids: set[int] = set()
+        if refresh:
+            stats.refreshed = True
+            existing = self._fetch_properties(spreadsheet_id, stats)
+            taken_ids = {p.sheet_id for p in existing.values()}
+            asked = {
+                b.title: _guess_key_column(b, remembered.get(b.title), existing[b.title])
+                for b in batches
+                if b.title in existing
+            }
+            snapshots = self._read(spreadsheet_id, asked, stats) if asked else {}
+        else:
+            asked = {b.title: _guess_key_column(b, remembered.get(b.title), None) for b in batches}
+            try:
+                snapshots = self._read(spreadsheet_id, asked, stats)
+            except PermanentSheetsError as exc:
+                if exc.status != 400:
+                    raise
+                # A range named a worksheet that does not exist (not created yet, or deleted by a person).
+                log.info(
+                    "spreadsheet %s: reading worksheets %s failed (%s)", spreadsheet_id, list(asked), exc
+                )
+                return self._cycle(spreadsheet_id, batches, stats, refresh=True)
+            if len(snapshots) != len(asked):
+                return self._cycle(spreadsheet_id, batches, stats, refresh=True)
+        snapshots = self._read_moved_key_columns(spreadsheet_id, batches, snapshots, stats)
+
+        plans: list[WorksheetPlan] = []
+        for batch in batches:
+            sheet_id = new_sheet_id(batch.title, taken_ids)
+            taken_ids.add(sheet_id)
+            previous = remembered.get(batch.title)
+            plans.append(
+                plan_worksheet(
+                    batch,
+                    snapshots.get(batch.title),
+                    new_sheet_id=sheet_id,
+                    previous_header=previous.header if previous else (),
+                    max_request_bytes=self._settings.max_request_bytes,
+                )
+            )
+        sub_requests = [request for plan in plans for request in plan.requests]
+        for body in pack_requests(sub_requests, self._settings.max_request_bytes):
+            self._write(spreadsheet_id, body, stats)
+        with self._guard:
+            self._remembered[spreadsheet_id] = {
+                **self._remembered.get(spreadsheet_id, {}),
+                **{p.title: _Remembered(p.layout.header, p.key_column) for p in plans},
+            }
+        return plans
+
+    def _read_moved_key_columns(
+        self,
+        spreadsheet_id: str,
+        batches: Sequence[WorksheetBatch],
+        snapshots: dict[str, SheetSnapshot],
+        stats: _Stats,
+    ) -> dict[str, SheetSnapshot]:
+        """Read again the key columns that are not where they were guessed to be (a person moved them)."""
+        moved: dict[str, int | None] = {}
+        for batch in batches:
+            snapshot = snapshots.get(batch.title)
+            column = _key_position(batch, snapshot) if snapshot is not None else None
+            if snapshot is None or column is None or column == snapshot.key_column:
+                continue
+            if snapshot.properties.row_count < 2:
+                # A grid of one row has no key cells to read (and a range below it would be refused).
+                snapshots = {**snapshots, batch.title: msgspec.structs.replace(snapshot, key_column=column)}
+                continue
+            moved[batch.title] = column
+        if not moved:
+            return snapshots
+        log.info("spreadsheet %s: key columns moved %s; reading them there", spreadsheet_id, moved)
+        again = self._read(spreadsheet_id, moved, stats)
+        for batch in batches:
+            snapshot = again.get(batch.title)
+            if snapshot is not None and _key_position(batch, snapshot) != snapshot.key_column:
+                raise TransientSheetsError(
+                    spreadsheet_id, f"the key column of {batch.title!r} moved while read"
+                )
+        return {**snapshots, **again}
+
+    def _fetch_properties(self, spreadsheet_id: str, stats: _Stats) -> dict[str, SheetProperties]:
+        """The worksheets the spreadsheet has now: title -> id and grid size."""
+        params: dict[str, Any] = {"fields": METADATA_FIELDS}
+        return self._get(spreadsheet_id, params, stats, parse_sheet_list)
+
+    def _read(
+        self, spreadsheet_id: str, asked: Mapping[str, int | None], stats: _Stats
+    ) -> dict[str, SheetSnapshot]:
+        """One spreadsheets.get of the header rows and key columns of ``asked`` (title -> key column)."""
+        ranges = [a1 for title, column in asked.items() for a1 in read_ranges(title, column)]
+        params: dict[str, Any] = {"ranges": ranges, "fields": GRID_FIELDS, "includeGridData": "true"}
+        return self._get(spreadsheet_id, params, stats, lambda body: parse_snapshots(body, asked))
+
+    def _get(
+        self, spreadsheet_id: str, params: dict[str, Any], stats: _Stats, parse: Callable[[bytes], _T]
+    ) -> _T:
+        """One ``spreadsheets.get`` through gspread's HTTP client, its answer decoded by ``parse``.
+
+        gspread's ``spreadsheets_get`` would decode the answer with the standard json module; taking the
+        bytes and decoding them into typed structs is several times faster for a long key column.
+        """
+
+        def call() -> _T:
+            response = self._http.request("get", SPREADSHEET_URL % spreadsheet_id, params=params)
+            return parse(response.content)
+
+        return self._send(spreadsheet_id, "read", stats, call)
+
+    def _write(self, spreadsheet_id: str, body: list[dict[str, Any]], stats: _Stats) -> None:
+        """One spreadsheets:batchUpdate through gspread's HTTP client; the API applies all of it or none."""
+        payload = msgspec.json.encode({"requests": body})
+        headers = {"Content-Type": "application/json"}
+        url = SPREADSHEET_BATCH_UPDATE_URL % spreadsheet_id
+        self._send(
+            spreadsheet_id,
+            "write",
+            stats,
+            lambda: self._http.request("post", url, data=payload, headers=headers),
+        )
+
+    def _send(self, spreadsheet_id: str, kind: RequestKind, stats: _Stats, call: Callable[[], _T]) -> _T:
+        """Send one request within the rate budget, mapping failures onto typed errors."""
+        stats.waited += self._limiter.acquire(kind)
+        if kind == "read":
+            stats.reads += 1
+        else:
+            stats.writes += 1
+        try:
+            return call()
+        except (APIError, requests.RequestException, msgspec.DecodeError) as exc:
+            raise classify_failure(spreadsheet_id, exc) from exc
+
+    def _report(self, spreadsheet_id: str, plans: Sequence[WorksheetPlan], stats: _Stats) -> FlushReport:
+        """Log what changed and build the report."""
+        worksheets: list[WorksheetReport] = []
+        for plan in plans:
+            if plan.created:
+                log.info("spreadsheet %s: created worksheet %r", spreadsheet_id, plan.title)
+            elif plan.layout.added:
+                log.info(
+                    "spreadsheet %s: %r: added headers %s", spreadsheet_id, plan.title, plan.layout.added
+                )
+            if plan.layout.readded:
+                log.warning(
+                    "spreadsheet %s: %r: headers %s were renamed or deleted in the sheet; added them again "
+                    "after the last column",
+                    spreadsheet_id,
+                    plan.title,
+                    plan.layout.readded,
+                )
+            if plan.duplicate_keys:
+                log.warning(
+                    "spreadsheet %s: %r: %d keys are in more than one row (only the first is updated): %s",
+                    spreadsheet_id,
+                    plan.title,
+                    len(plan.duplicate_keys),
+                    ", ".join(plan.duplicate_keys[:10]),
+                )
+            worksheets.append(
+                WorksheetReport(
+                    title=plan.title,
+                    created=plan.created,
+                    rows_updated=plan.updated,
+                    rows_appended=plan.appended,
+                    duplicate_keys=plan.duplicate_keys,
+                    headers_added=() if plan.created else plan.layout.added,
+                    headers_readded=plan.layout.readded,
+                )
+            )
+        return FlushReport(
+            spreadsheet_id=spreadsheet_id,
+            worksheets=tuple(worksheets),
+            read_requests=stats.reads,
+            write_requests=stats.writes,
+            attempts=stats.attempts,
+            rate_limit_wait=stats.waited,
+        )
+
+
+def _key_position(batch: WorksheetBatch, snapshot: SheetSnapshot) -> int | None:
+    """Where the sheet's header row has the key header now (None when it is not there)."""
+    return snapshot.header.index(batch.key_header) if batch.key_header in snapshot.header else None
+
+
+def _guess_key_column(
+    batch: WorksheetBatch, remembered: _Remembered | None, properties: SheetProperties | None
+) -> int | None:
+    """The column to read keys from before the header is seen: last flush's, else its place in our headers."""
+    column = remembered.key_column if remembered is not None else list(batch.headers).index(batch.key_header)
+    if properties is not None and (column >= properties.column_count or properties.row_count < 2):
+        return None
+    return column

@@ -1,0 +1,97 @@
+"""The request budget per credential: never more than the limit in any 60-second window."""
+
+from __future__ import annotations
+
+import threading
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.sheets.config import RateLimitSettings
+from connector.sheets.ratelimit import RateLimiter, SlidingWindow, shared_limiter
+
+
+class FakeClock:
+    """A clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_requests_within_the_budget_do_not_wait() -> None:
+    clock = FakeClock()
+    window = SlidingWindow(3, clock=clock, sleep=clock.sleep)
+    assert [window.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert clock.slept == []
+
+
+def test_the_request_over_the_budget_waits_until_the_oldest_leaves_the_window() -> None:
+    clock = FakeClock()
+    window = SlidingWindow(2, clock=clock, sleep=clock.sleep)
+    window.acquire()
+    clock.now += 10
+    window.acquire()
+    assert window.acquire() == 50.0
+    assert window.acquire() == 10.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limit=st.integers(1, 6),
+    gaps=st.lists(st.floats(0, 30, allow_nan=False), min_size=1, max_size=40),
+)
+def test_no_window_of_sixty_seconds_ever_holds_more_than_the_limit(limit: int, gaps: list[float]) -> None:
+    clock = FakeClock()
+    window = SlidingWindow(limit, clock=clock, sleep=clock.sleep)
+    sent: list[float] = []
+    for gap in gaps:
+        clock.now += gap
+        window.acquire()
+        sent.append(clock.now)
+    for i, start in enumerate(sent):
+        inside = [t for t in sent[i:] if t < start + 60]
+        assert len(inside) <= limit
+
+
+def test_reads_and_writes_have_separate_budgets() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(
+        RateLimitSettings(reads_per_minute=1, writes_per_minute=1), clock=clock, sleep=clock.sleep
+    )
+    assert limiter.acquire("read") == 0.0
+    assert limiter.acquire("write") == 0.0
+    assert limiter.acquire("read") == 60.0
+
+
+def test_threads_share_one_budget() -> None:
+    window = SlidingWindow(200)
+    results: list[float] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        for _ in range(25):
+            waited = window.acquire()
+            with lock:
+                results.append(waited)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [0.0] * 200
+    assert window.try_acquire() > 0
+
+
+def test_one_limiter_per_credential_and_budget() -> None:
+    budget = RateLimitSettings(reads_per_minute=7, writes_per_minute=9)
+    assert shared_limiter("a@x", budget) is shared_limiter("a@x", budget)
+    assert shared_limiter("a@x", budget) is not shared_limiter("b@x", budget)
