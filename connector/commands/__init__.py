@@ -1,0 +1,1 @@
+"""The commands of the ``doopage-sheets`` command line, one module per area."""

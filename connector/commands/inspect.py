@@ -1,0 +1,112 @@
+"""Looking at things: the inbox status and the configuration."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from connector.commands.common import config_option, load_or_exit
+from connector.errors import ConfigError
+from connector.inbox import STATUSES, connect, count_events, inbox_path
+from connector.settings import Settings
+
+if TYPE_CHECKING:
+    from connector.mapping import SheetMapping
+
+
+@click.command()
+@config_option
+def status(config_path: Path) -> None:
+    """Print the inbox: how many events are in each status, by event type."""
+    settings = load_or_exit(config_path)
+    path = inbox_path(settings.data_dir)
+    if not path.exists():
+        click.echo(f"no inbox yet at {path}: no event has been received")
+        return
+    conn = connect(path)
+    try:
+        counts = count_events(conn)
+    finally:
+        conn.close()
+    totals = dict.fromkeys(STATUSES, 0)
+    for row in counts:
+        totals[row.status] = totals.get(row.status, 0) + row.count
+    console = Console()
+    summary = Table(title=f"Inbox {path}")
+    for name in totals:
+        summary.add_column(name, justify="right")
+    summary.add_row(*(str(n) for n in totals.values()))
+    console.print(summary)
+    detail = Table(title="By event type")
+    detail.add_column("status")
+    detail.add_column("event type")
+    detail.add_column("events", justify="right")
+    for row in counts:
+        detail.add_row(row.status, row.event_type, str(row.count))
+    console.print(detail)
+
+
+@click.command("check-config")
+@config_option
+@click.option(
+    "--online", is_flag=True, help="Also open each mapped spreadsheet with the configured credentials."
+)
+def check_config(config_path: Path, online: bool) -> None:
+    """Validate the settings and the column mapping, and print what each company's spreadsheet will get.
+
+    Exits 2 on a configuration mistake (naming the file, the path in it and the reason), and with
+    --online exits 1 when a spreadsheet cannot be opened.
+    """
+    from connector.mapping import describe_mapping, load_mapping
+
+    settings = load_or_exit(config_path)
+    try:
+        mapping = load_mapping(settings)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"{settings.source}: settings are valid")
+    click.echo(describe_mapping(mapping))
+    if online and not _spreadsheets_reachable(settings, mapping):
+        sys.exit(1)
+
+
+def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
+    """Read each mapped spreadsheet's metadata once; print what it holds, or why it cannot be opened."""
+    import gspread
+    import requests
+
+    from connector.routing import Router
+    from connector.sheets import connect as connect_sheets
+    from connector.sheets.retry import classify_failure
+
+    try:
+        connection = connect_sheets(settings.sheets, source=settings.source)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"Sheets API at {connection.api_root} as {connection.credential_id}")
+    reachable = True
+    for spreadsheet_id, companies in Router.from_mapping(mapping).spreadsheets().items():
+        wanted = [sheet.title for company in companies for sheet in company.worksheets]
+        try:
+            metadata = connection.client.http_client.fetch_sheet_metadata(spreadsheet_id)
+        except (gspread.exceptions.APIError, requests.RequestException) as exc:
+            click.echo(
+                f"spreadsheet {spreadsheet_id}: NOT reachable: {classify_failure(spreadsheet_id, exc)}"
+            )
+            reachable = False
+            continue
+        present = {sheet["properties"]["title"] for sheet in metadata.get("sheets", [])}
+        missing = [title for title in wanted if title not in present]
+        title = metadata.get("properties", {}).get("title", "")
+        line = f"spreadsheet {spreadsheet_id} ({title!r}): reachable"
+        if missing:
+            line += f"; worksheets to be created on the first write: {', '.join(missing)}"
+        click.echo(line)
+    return reachable

@@ -1,0 +1,74 @@
+"""Running things: the web service, the worker on its own, and the local Sheets server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from connector.commands.common import (
+    config_option,
+    exit_cleanly_after_shutdown,
+    exit_on_config_error,
+    load_or_exit,
+    setup_logging,
+)
+
+
+@click.command()
+@config_option
+def serve(config_path: Path) -> None:
+    """Run the webhook service (under uvicorn) until SIGINT or SIGTERM."""
+    import uvicorn
+
+    from connector.app import create_app
+
+    settings = load_or_exit(config_path)
+    setup_logging(settings.server.log_level)
+    with exit_on_config_error():
+        app = create_app(settings)
+    exit_cleanly_after_shutdown()
+    # The inbox's writer thread and the event loop hand the GIL back and forth on every commit; the
+    # default 5 ms switch interval would add up to 5 ms to each acknowledgement.
+    sys.setswitchinterval(0.001)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.server.log_level,
+        # Request logs would put the path token, a secret, into the log.
+        access_log=False,
+    )
+
+
+@click.command("local-sheets")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port."
+)
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON file the spreadsheets are loaded from and saved to (atomically); memory only without it.",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Seed for spreadsheet ids, sheet ids and injected faults."
+)
+@click.option("--log-level", default="info", show_default=True, help="uvicorn log level.")
+def local_sheets(host: str, port: int, data_path: Path | None, seed: int | None, log_level: str) -> None:
+    """Run the local Google Sheets API v4 server (for tests, the demo, and trying without Google)."""
+    from connector.localsheets import LocalSheetsService, StoreError, bind_socket, make_server, server_url
+
+    try:
+        service = LocalSheetsService(data_path=data_path, seed=seed)
+    except StoreError as exc:
+        click.echo(f"local-sheets: {exc}", err=True)
+        sys.exit(2)
+    sock = bind_socket(host, port)
+    # The first line is read by connector.localsheets.testing to learn the port when --port is 0.
+    click.echo(f"local-sheets listening on {server_url(sock)}")
+    sys.stdout.flush()
+    make_server(service, log_level=log_level, access_log=log_level == "debug").run(sockets=[sock])
