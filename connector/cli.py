@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from connector.commands import inspect, service
+from connector.commands import inspect, operate, service
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,5 +13,14 @@ def main() -> None:
     """Keep a Google Sheet of customers and orders current from DooPage CRM webhooks."""
 
 
-for command in (service.serve, service.local_sheets, inspect.status, inspect.check_config):
+for command in (
+    service.serve,
+    service.worker,
+    service.local_sheets,
+    inspect.status,
+    inspect.check_config,
+    operate.failed,
+    operate.replay,
+    operate.send_samples,
+):
     main.add_command(command)

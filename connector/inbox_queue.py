@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from connector.inbox import SCHEMA, connect, inbox_path, now_ms, transaction
+from connector.inbox import SCHEMA, StatusCount, connect, count_events, inbox_path, now_ms, transaction
 
 __all__ = ["CompanyLag", "FailedEvent", "FlushRecord", "InboxQueue", "StoredEvent", "open_queue"]
 
@@ -151,11 +151,12 @@ class InboxQueue:
             )
 
     def release(self, ids: Iterable[int], retry_at_ms: int | None = None) -> None:
-        """Give claimed events back as pending; with ``retry_at_ms``, not to be claimed before then."""
+        """Give claimed events back (pending or backfill); with ``retry_at_ms``, not claimed before then."""
         params = [(retry_at_ms, event_id) for event_id in ids]
         with transaction(self._conn):
             self._conn.executemany(
-                "UPDATE events SET lease_owner = NULL, lease_until = ? WHERE id = ? AND status = 'pending'",
+                "UPDATE events SET lease_owner = NULL, lease_until = ?"
+                " WHERE id = ? AND status IN ('pending', 'backfill')",
                 params,
             )
 
@@ -168,6 +169,10 @@ class InboxQueue:
             params += (company_id,)
         with transaction(self._conn):
             return self._conn.execute(sql, params).rowcount
+
+    def counts(self) -> list[StatusCount]:
+        """Number of stored events by status and event type."""
+        return count_events(self._conn)
 
     def lag(self) -> list[CompanyLag]:
         """Pending events per company, with the receive time of the oldest."""

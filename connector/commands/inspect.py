@@ -10,9 +10,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from connector.commands.common import config_option, load_or_exit
+from connector.commands.common import config_option, format_ms, load_or_exit
 from connector.errors import ConfigError
-from connector.inbox import STATUSES, connect, count_events, inbox_path
+from connector.inbox import STATUSES, inbox_path, now_ms
+from connector.inbox_queue import open_queue
 from connector.settings import Settings
 
 if TYPE_CHECKING:
@@ -22,33 +23,55 @@ if TYPE_CHECKING:
 @click.command()
 @config_option
 def status(config_path: Path) -> None:
-    """Print the inbox: how many events are in each status, by event type."""
+    """Print the inbox by status and event type, the lag per company, and each spreadsheet's last flush."""
     settings = load_or_exit(config_path)
     path = inbox_path(settings.data_dir)
     if not path.exists():
         click.echo(f"no inbox yet at {path}: no event has been received")
         return
-    conn = connect(path)
+    queue = open_queue(settings.data_dir)
     try:
-        counts = count_events(conn)
+        counts, lag, flushes = queue.counts(), queue.lag(), queue.flushes()
     finally:
-        conn.close()
+        queue.close()
+    console = Console()
     totals = dict.fromkeys(STATUSES, 0)
     for row in counts:
         totals[row.status] = totals.get(row.status, 0) + row.count
-    console = Console()
     summary = Table(title=f"Inbox {path}")
     for name in totals:
         summary.add_column(name, justify="right")
     summary.add_row(*(str(n) for n in totals.values()))
     console.print(summary)
+
     detail = Table(title="By event type")
-    detail.add_column("status")
-    detail.add_column("event type")
-    detail.add_column("events", justify="right")
+    for column in ("status", "event type", "events"):
+        detail.add_column(column, justify="right" if column == "events" else "left")
     for row in counts:
         detail.add_row(row.status, row.event_type, str(row.count))
     console.print(detail)
+
+    now = now_ms()
+    waiting = Table(title="Lag per company (pending events)")
+    for column in ("company", "pending", "oldest waiting"):
+        waiting.add_column(column, justify="right")
+    for company in lag:
+        seconds = max(0, now - company.oldest_received_ms) / 1000
+        waiting.add_row(str(company.company_id), str(company.pending), f"{seconds:.1f} s")
+    console.print(waiting if lag else "No pending events.")
+
+    sheets = Table(title="Spreadsheets")
+    for column in ("spreadsheet", "companies", "last flush", "last error", "error at"):
+        sheets.add_column(column)
+    for flush in flushes:
+        sheets.add_row(
+            flush.spreadsheet_id,
+            flush.company_ids,
+            format_ms(flush.last_ok_ms),
+            flush.last_error or "-",
+            format_ms(flush.last_error_ms),
+        )
+    console.print(sheets if flushes else "No flush yet.")
 
 
 @click.command("check-config")

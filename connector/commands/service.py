@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -40,6 +42,33 @@ def serve(config_path: Path) -> None:
         # Request logs would put the path token, a secret, into the log.
         access_log=False,
     )
+
+
+@click.command()
+@config_option
+def worker(config_path: Path) -> None:
+    """Run the sheet worker as a process of its own, until SIGINT or SIGTERM.
+
+    Use it with `worker.embedded = false` so that `serve` only takes webhooks; running both is safe too
+    (a spreadsheet is flushed from one place at a time), just not useful.
+    """
+    from connector.worker import WorkerThread
+
+    settings = load_or_exit(config_path)
+    setup_logging(settings.server.log_level)
+    with exit_on_config_error():
+        thread = WorkerThread(settings)
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        thread.stop_event.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    thread.start()
+    while not thread.stop_event.wait(1.0):
+        pass
+    # The pass in flight finishes (or its events are left leased, to be claimed again after a restart).
+    thread.stop()
 
 
 @click.command("local-sheets")

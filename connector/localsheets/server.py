@@ -24,6 +24,7 @@ from . import api
 from .faults import Fault, FaultSettings, error_body, request_kind
 from .fieldmask import FieldMaskError, apply_mask, parse_mask
 from .model import SheetsError
+from .page_routes import PAGE_ROUTES
 from .service import LocalSheetsService, SpreadsheetSpec
 
 Scope = MutableMapping[str, Any]
@@ -328,6 +329,7 @@ _ROUTES: Final = [
     admin_delete_spreadsheet,
     admin_stats,
     admin_sheet,
+    *PAGE_ROUTES,
 ]
 
 

@@ -396,7 +396,8 @@ def plan_worksheet(
             if cells:
                 updates[row] = cells
             continue
-        cells[key_column] = cell_data(key)
+        # The key cell as the upsert gives it (a number stays a number), else the key itself.
+        cells[key_column] = cell_data(values.get(batch.key_header, key))
         appends.append([cells.get(column, {}) for column in range(width)])
 
     requests.extend(_update_requests(sheet_id, updates, budget))

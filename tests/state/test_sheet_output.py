@@ -63,7 +63,7 @@ def test_the_samples_land_as_the_default_worksheets(
             "Last event",
         ],
         [
-            "1",
+            1,
             "DooPage customer",
             "closed",
             "Doopage staff 2",
@@ -78,7 +78,7 @@ def test_the_samples_land_as_the_default_worksheets(
     ]
     assert sheets.sheet_values("doopage-demo", "Orders") == [
         ["Order ID", "Created", "Modified", "Picking status", "Payment status", "Last activity"],
-        ["1", "2021-04-11 12:14:00", "2021-04-11 12:14:01", "pending", "paid", "2021-04-11 12:14:00"],
+        [1, "2021-04-11 12:14:00", "2021-04-11 12:14:01", "pending", "paid", "2021-04-11 12:14:00"],
     ]
     events = sheets.sheet_values("doopage-demo", "Events")
     assert len(events) == 1 + len(samples)

@@ -1,0 +1,150 @@
+"""Operating the connector: parked events, replays, and sending DooPage's samples to a running service.
+
+These are command-line only on purpose: nothing here is reachable over HTTP.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connector.commands.common import (
+    config_option,
+    exit_on_config_error,
+    format_ms,
+    load_or_exit,
+    setup_logging,
+)
+from connector.inbox_queue import open_queue
+from connector.samples import sample_bodies
+
+
+@click.group()
+def failed() -> None:
+    """Events parked by a permanent error (for example a spreadsheet not shared with the account)."""
+
+
+@failed.command("list")
+@config_option
+@click.option("--company", "company_id", type=int, default=None, help="Only this company's events.")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
+    """List parked events with the error that parked them, oldest first."""
+    settings = load_or_exit(config_path)
+    queue = open_queue(settings.data_dir)
+    try:
+        events = queue.failed(company_id, limit)
+    finally:
+        queue.close()
+    if not events:
+        click.echo("no failed events")
+        return
+    table = Table(title="Failed events")
+    for column in ("id", "company", "event type", "received", "attempts", "error"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(
+            str(event.id),
+            str(event.company_id),
+            event.event_type,
+            format_ms(event.received_ms),
+            str(event.attempts),
+            event.error,
+        )
+    Console().print(table)
+
+
+@failed.command("retry")
+@config_option
+@click.option("--company", "company_id", type=int, default=None, help="Only this company's events.")
+def failed_retry(config_path: Path, company_id: int | None) -> None:
+    """Queue parked events again (after fixing the cause); the worker picks them up."""
+    settings = load_or_exit(config_path)
+    queue = open_queue(settings.data_dir)
+    try:
+        count = queue.requeue("failed", company_id)
+    finally:
+        queue.close()
+    click.echo(f"{count} failed event{'s' if count != 1 else ''} queued again")
+
+
+@click.command()
+@config_option
+@click.option("--company", "company_id", type=int, required=True, help="The company to replay.")
+@click.option(
+    "--spreadsheet",
+    "spreadsheet_id",
+    default=None,
+    help="Write to this spreadsheet instead of the mapped one (for moving to a new spreadsheet).",
+)
+def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> None:
+    """Rebuild a company's rows from its stored events and write them all again (idempotent)."""
+    from connector.mapping import load_mapping
+    from connector.replay import company_or_error, replay_company
+    from connector.sheets.errors import SheetsError
+    from connector.sheets.writer import SheetWriter
+    from connector.state_store import StateStore
+
+    settings = load_or_exit(config_path)
+    setup_logging("warning")
+    with exit_on_config_error():
+        mapping = load_mapping(settings)
+        company = company_or_error(mapping.companies, company_id, mapping.file)
+        writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
+    queue = open_queue(settings.data_dir)
+    states = StateStore.open(settings.data_dir)
+    target = spreadsheet_id or company.spreadsheet_id
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns) as progress:
+            task = progress.add_task(f"rows to {target}", total=None)
+            report = replay_company(
+                company,
+                queue,
+                states,
+                writer,
+                spreadsheet_id=spreadsheet_id,
+                progress=lambda rows: progress.advance(task, rows),
+            )
+    except SheetsError as exc:
+        click.echo(f"replay stopped: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        queue.close()
+        states.close()
+    click.echo(
+        f"company {company_id}: {report.events} events folded into {report.entities} customers and orders; "
+        f"{report.rows_written} rows written to {target} in {report.requests} Sheets requests"
+    )
+
+
+@click.command("send-samples")
+@config_option
+@click.option("--url", default=None, help="Webhook URL; default: this machine's service and first endpoint.")
+def send_samples(config_path: Path, url: str | None) -> None:
+    """POST DooPage's 11 sample events to a running service and print each answer."""
+    if url is None:
+        settings = load_or_exit(config_path)
+        host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host  # noqa: S104
+        token = settings.endpoints[0].token.reveal()
+        url = f"http://{host}:{settings.server.port}/webhooks/doopage/{token}"
+    failures = 0
+    with httpx.Client(timeout=10) as http:
+        for event_type, body in sample_bodies().items():
+            try:
+                response = http.post(url, content=body, headers={"content-type": "application/json"})
+            except httpx.TransportError as exc:
+                click.echo(f"{event_type:<28} cannot reach the service: {exc}", err=True)
+                sys.exit(1)
+            ok = response.status_code == 200
+            failures += not ok
+            answer = response.json().get("status") if ok else f"{response.status_code} {response.text}"
+            click.echo(f"{event_type:<28} {answer}")
+    if failures:
+        sys.exit(1)
