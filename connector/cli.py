@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from connector.commands import inspect, operate, service
+from connector.commands import backfill, inspect, operate, service
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,5 +22,6 @@ for command in (
     operate.failed,
     operate.replay,
     operate.send_samples,
+    backfill.backfill,
 ):
     main.add_command(command)

@@ -23,6 +23,7 @@ from connector.sheets.config import SheetsSettings
 
 __all__ = [
     "EndpointSettings",
+    "LocalSheetsSettings",
     "Secret",
     "ServerSettings",
     "Settings",
@@ -100,6 +101,14 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     max_backoff_ms: PositiveInt = 300_000
 
 
+class LocalSheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The built-in local Sheets server, used when no Google credentials are configured."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8765
+    data_file: str = "local-sheets.json"  # in the data directory
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """The whole configuration file."""
 
@@ -108,6 +117,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     mapping: MappingSettings = msgspec.field(default_factory=MappingSettings)  # see connector.mapping
     sheets: SheetsSettings = msgspec.field(default_factory=SheetsSettings)  # see connector.sheets.config
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    local_sheets: LocalSheetsSettings = msgspec.field(default_factory=LocalSheetsSettings)
     source: str = ""  # the file these settings came from; set by load_settings, not written in the file
 
     @property

@@ -5,6 +5,7 @@ These are command-line only on purpose: nothing here is reachable over HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from connector.commands.common import (
 )
 from connector.inbox_queue import open_queue
 from connector.samples import sample_bodies
+from connector.sheets_backend import sheets_backend
 
 
 @click.group()
@@ -93,7 +95,9 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
 
     settings = load_or_exit(config_path)
     setup_logging("warning")
+    resources = contextlib.ExitStack()
     with exit_on_config_error():
+        settings = resources.enter_context(sheets_backend(settings))
         mapping = load_mapping(settings)
         company = company_or_error(mapping.companies, company_id, mapping.file)
         writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
@@ -102,7 +106,7 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
     target = spreadsheet_id or company.spreadsheet_id
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns) as progress:
+        with resources, Progress(*columns) as progress:
             task = progress.add_task(f"rows to {target}", total=None)
             report = replay_company(
                 company,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from connector.commands.common import (
     load_or_exit,
     setup_logging,
 )
+from connector.sheets_backend import sheets_backend
 
 
 @click.command()
@@ -28,20 +30,23 @@ def serve(config_path: Path) -> None:
 
     settings = load_or_exit(config_path)
     setup_logging(settings.server.log_level)
+    resources = contextlib.ExitStack()
     with exit_on_config_error():
+        settings = resources.enter_context(sheets_backend(settings))
         app = create_app(settings)
     exit_cleanly_after_shutdown()
     # The inbox's writer thread and the event loop hand the GIL back and forth on every commit; the
     # default 5 ms switch interval would add up to 5 ms to each acknowledgement.
     sys.setswitchinterval(0.001)
-    uvicorn.run(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level=settings.server.log_level,
-        # Request logs would put the path token, a secret, into the log.
-        access_log=False,
-    )
+    with resources:
+        uvicorn.run(
+            app,
+            host=settings.server.host,
+            port=settings.server.port,
+            log_level=settings.server.log_level,
+            # Request logs would put the path token, a secret, into the log.
+            access_log=False,
+        )
 
 
 @click.command()
@@ -56,7 +61,9 @@ def worker(config_path: Path) -> None:
 
     settings = load_or_exit(config_path)
     setup_logging(settings.server.log_level)
+    resources = contextlib.ExitStack()
     with exit_on_config_error():
+        settings = resources.enter_context(sheets_backend(settings))
         thread = WorkerThread(settings)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -64,11 +71,12 @@ def worker(config_path: Path) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    thread.start()
-    while not thread.stop_event.wait(1.0):
-        pass
-    # The pass in flight finishes (or its events are left leased, to be claimed again after a restart).
-    thread.stop()
+    with resources:
+        thread.start()
+        while not thread.stop_event.wait(1.0):
+            pass
+        # The pass in flight finishes (or its events are left leased, to be claimed again after a restart).
+        thread.stop()
 
 
 @click.command("local-sheets")
