@@ -18,18 +18,21 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import (
     ClientException,
+    HTTPException,
+    NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
     ServiceUnavailableException,
 )
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
-from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
+from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE, HTTP_500_INTERNAL_SERVER_ERROR
 
-from connector import __version__
+from connector import __version__, metrics
+from connector.access import AddressRefused, Gate
 from connector.errors import StoreError
 from connector.events import EventDecodeError, UnknownEvent, decode_body, subject_of
-from connector.inbox import Inbox, InboxRecord, SqliteInbox, now_ms
+from connector.inbox import STATUSES, Inbox, InboxRecord, SqliteInbox, now_ms
 from connector.settings import EndpointSettings, Settings
 from connector.worker import WorkerThread
 
@@ -47,31 +50,31 @@ class IntakeResult(msgspec.Struct, frozen=True):
     event_type: str
 
 
-class Endpoints:
-    """The configured webhook endpoints, found by path token in constant time."""
+def _admit(token: str, request: Request[None, None, State]) -> EndpointSettings:
+    """The endpoint this request may use, or the HTTP error refusing it (counted)."""
+    gate: Gate = request.app.state.gate
+    client = request.client
+    try:
+        return gate.admit(
+            token,
+            client.host if client else None,
+            request.headers.get("x-forwarded-for"),
+            request.headers.get("authorization"),
+        )
+    except AddressRefused:
+        metrics.EVENTS_REJECTED.labels("address").inc()
+        raise
+    except NotAuthorizedException:
+        metrics.EVENTS_REJECTED.labels("auth").inc()
+        raise
+    except NotFoundException:
+        metrics.EVENTS_REJECTED.labels("unknown_token").inc()
+        raise
 
-    def __init__(self, endpoints: list[EndpointSettings]) -> None:
-        self._endpoints = [(e.token.reveal().encode(), e) for e in endpoints]
 
-    def find(self, token: str) -> EndpointSettings:
-        """The endpoint whose token this is; the same 404 as any unknown path otherwise.
-
-        Every configured token is compared, with hmac.compare_digest, so the time taken says nothing
-        about how much of a token was right or which endpoint matched.
-        """
-        candidate = token.encode()
-        found: EndpointSettings | None = None
-        for secret, endpoint in self._endpoints:
-            if hmac.compare_digest(secret, candidate):
-                found = endpoint
-        if found is None:
-            raise NotFoundException()
-        return found
-
-
-def _endpoints(request: Request[None, None, State]) -> Endpoints:
-    endpoints: Endpoints = request.app.state.endpoints
-    return endpoints
+def _reject(reason: str, error: HTTPException) -> HTTPException:
+    metrics.EVENTS_REJECTED.labels(reason).inc()
+    return error
 
 
 def _is_json(content_type: str) -> bool:
@@ -94,7 +97,7 @@ def verify(
     challenge_key: FromQuery[str | None] = None,
 ) -> Response[str]:
     """DooPage's verification request: echo ``challenge_key`` when ``validation_key`` is the right key."""
-    endpoint = _endpoints(request).find(token)
+    endpoint = _admit(token, request)
     if validation_key is None:
         raise ClientException("missing query parameter: validation_key")
     if challenge_key is None:
@@ -109,17 +112,24 @@ def verify(
 @post(WEBHOOK_PATH, operation_id="receiveEvent", status_code=200)
 async def receive(token: FromPath[str], request: Request[None, None, State]) -> IntakeResult:
     """Decode one DooPage event and store it durably; answer only once it is committed."""
-    endpoint = _endpoints(request).find(token)
+    endpoint = _admit(token, request)
+    metrics.EVENTS_RECEIVED.labels(endpoint.name).inc()
     if not _is_json(request.headers.get("content-type", "")):
-        raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
-    body = await request.body()
+        raise _reject(
+            "media_type", UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
+        )
+    try:
+        body = await request.body()
+    except HTTPException as exc:  # 413: over the body limit
+        raise _reject("too_large", exc) from None
     try:
         decoded = decode_body(body)
     except EventDecodeError as exc:
-        raise ClientException(str(exc)) from None
+        raise _reject("invalid", ClientException(str(exc))) from None
     event = decoded.event
     if not endpoint.accepts(event.company_id):
-        raise PermissionDeniedException(f"company_id {event.company_id} is not accepted on this endpoint")
+        refusal = PermissionDeniedException(f"company_id {event.company_id} is not accepted on this endpoint")
+        raise _reject("company", refusal)
     inbox: Inbox = request.app.state.inbox
     record = InboxRecord(
         received_ms=now_ms(),
@@ -136,8 +146,29 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
         stored = await inbox.put(record)
     except StoreError as exc:
         log.error("could not store a %s event: %s", event.event_type, exc)
-        raise ServiceUnavailableException("the event could not be stored; retry later") from None
+        raise _reject(
+            "store", ServiceUnavailableException("the event could not be stored; retry later")
+        ) from None
+    metrics.EVENTS_ACCEPTED.labels(event.event_type, "stored" if stored else "duplicate").inc()
     return IntakeResult("stored" if stored else "duplicate", event.event_type)
+
+
+@get("/metrics", operation_id="metrics", sync_to_thread=True)
+def metrics_endpoint(request: Request[None, None, State]) -> Response[bytes]:
+    """Prometheus metrics (the inbox depth is read now, off the event loop)."""
+    inbox: Inbox = request.app.state.inbox
+    depth = dict.fromkeys(STATUSES, 0)
+    for row in inbox.counts():
+        depth[row.status] = depth.get(row.status, 0) + row.count
+    for status, count in depth.items():
+        metrics.INBOX_DEPTH.labels(status).set(count)
+    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+
+def _internal_error(request: Request[None, None, State], exc: Exception) -> Response[dict[str, object]]:
+    """An unexpected error: logged with its traceback, answered with a plain 500 that leaks nothing."""
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
 
 
 @get("/healthz", media_type=MediaType.TEXT, operation_id="health", sync_to_thread=False)
@@ -188,9 +219,13 @@ def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
             await asyncio.to_thread(worker.stop)
 
     return Litestar(
-        route_handlers=[verify, receive, healthz, readyz],
+        route_handlers=[verify, receive, healthz, readyz, metrics_endpoint],
         lifespan=[open_inbox, run_worker],
-        state=State({"endpoints": Endpoints(settings.endpoints)}),
+        state=State({"gate": Gate(settings.endpoints, settings.server.trusted_proxies)}),
+        # Logging is set up by the command (connector.logs), with secrets redacted; errors go through
+        # the handler below so that they are logged there too.
+        logging_config=None,
+        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: _internal_error},
         request_max_body_size=settings.server.body_limit,
         openapi_config=OpenAPIConfig(title="doopage-sheets", version=__version__),
     )

@@ -36,9 +36,9 @@ WHERE company_id = ? AND status != 'unknown' AND id > ? ORDER BY id LIMIT ?
 CLAIM_SUBJECTS: Final = """
 UPDATE events SET lease_owner = ?, lease_until = ?, attempts = attempts + 1
 WHERE status = ? AND (lease_until IS NULL OR lease_until <= ?) AND subject IN (
-    SELECT DISTINCT subject FROM events
+    SELECT subject FROM events
     WHERE status = ? AND (lease_until IS NULL OR lease_until <= ?)
-    ORDER BY subject LIMIT ?
+    GROUP BY subject ORDER BY MIN(id) LIMIT ?
 )
 RETURNING id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, attempts
 """
@@ -127,7 +127,8 @@ class InboxQueue:
         self, owner: str, status: str, subjects: int, lease_ms: int, now: int | None = None
     ) -> list[StoredEvent]:
         """Lease every event in ``status`` of up to ``subjects`` customers or orders (a backfill's unit:
-        one row each), so that one flush writes at most that many rows."""
+        one row each), so that one flush writes at most that many rows; the subjects stored first go
+        first, so a backfill's rows land in the order of its file."""
         at = now_ms() if now is None else now
         params = (owner, at + lease_ms, status, at, status, at, subjects)
         with transaction(self._conn):

@@ -9,6 +9,7 @@ Relative paths in the file are taken relative to the file's own folder.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from connector.mapping import MappingSettings
 from connector.sheets.config import SheetsSettings
 
 __all__ = [
+    "BasicAuth",
     "EndpointSettings",
     "LocalSheetsSettings",
     "Secret",
@@ -68,6 +70,16 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     data_dir: str = "data"
     body_limit: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    # Reverse proxies (CIDRs) whose X-Forwarded-For is believed when checking an endpoint's allow_ips.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+
+
+class BasicAuth(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """HTTP basic auth credentials an endpoint requires."""
+
+    username: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^:]+$")]
+    password: Secret
 
 
 class EndpointSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -77,6 +89,10 @@ class EndpointSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
     token: Secret
     validation_key: Secret
     companies: list[int] = msgspec.field(default_factory=list)
+    # Client addresses (CIDRs) allowed to use this URL; empty allows every address.
+    allow_ips: list[str] = msgspec.field(default_factory=list)
+    # HTTP basic auth required on this URL, if set (put the user and password in the URL given to DooPage).
+    basic_auth: BasicAuth | None = None
 
     def accepts(self, company_id: int) -> bool:
         """Whether events of this company are taken on this endpoint (an empty list takes all)."""
@@ -90,8 +106,10 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     embedded: bool = True
     # Flush when this many events are pending...
     batch_size: PositiveInt = 500
-    # ...or when the oldest pending event has waited this long (milliseconds).
-    max_delay_ms: PositiveInt = 500
+    # ...or when the oldest pending event has waited this long (milliseconds). A flush is one read and one
+    # write, and the default quota (50 of each per minute) allows one every 1.2 s: flushing more often
+    # lets the rate limiter's window fill in half a minute and then stall every write for the other half.
+    max_delay_ms: PositiveInt = 1_200
     # How long a claim holds its events before another worker may take them (milliseconds).
     lease_ms: PositiveInt = 120_000
     # How often an idle worker looks for work (milliseconds).
@@ -125,6 +143,15 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
         """The data directory, absolute."""
         return Path(self.server.data_dir)
 
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log filter to take out."""
+        secrets = []
+        for endpoint in self.endpoints:
+            secrets += [endpoint.token.reveal(), endpoint.validation_key.reveal()]
+            if endpoint.basic_auth is not None:
+                secrets.append(endpoint.basic_auth.password.reveal())
+        return secrets
+
 
 def load_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate a settings file, or raise ConfigError naming the file, the path and the reason."""
@@ -147,6 +174,8 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str] | None = Non
     except msgspec.DecodeError as exc:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
     _check_endpoints(file, settings.endpoints)
+    for j, cidr in enumerate(settings.server.trusted_proxies):
+        _check_network(file, f"server.trusted_proxies[{j}]", cidr)
     server = msgspec.structs.replace(
         settings.server, data_dir=str((base / settings.server.data_dir).resolve())
     )
@@ -208,9 +237,19 @@ def _check_endpoints(file: str, endpoints: list[EndpointSettings]) -> None:
                 f"a path token must be at least {MIN_TOKEN_LENGTH} characters of A-Z, a-z, 0-9, '-' or '_' "
                 "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(24))')",
             )
+        for j, cidr in enumerate(endpoint.allow_ips):
+            _check_network(file, f"endpoints[{i}].allow_ips[{j}]", cidr)
         if endpoint.name in names:
             raise ConfigError(file, f"endpoints[{i}].name", f"endpoint name {endpoint.name!r} is used twice")
         if token in tokens:
             raise ConfigError(file, f"endpoints[{i}].token", "two endpoints have the same token")
         names.add(endpoint.name)
         tokens.add(token)
+
+
+def _check_network(file: str, path: str, cidr: str) -> None:
+    """An address or network in CIDR notation (``203.0.113.0/24``, ``2001:db8::/32``, ``10.0.0.1``)."""
+    try:
+        ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise ConfigError(file, path, f"not an IP address or network: {exc}") from None

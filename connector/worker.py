@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from connector import metrics
 from connector.events import EventDecodeError, UnknownEvent, decode_body
 from connector.inbox import now_ms
 from connector.inbox_queue import InboxQueue, StoredEvent, open_queue
@@ -162,7 +163,8 @@ class Worker:
             touched = fold_batch(self.states.load(keys), envelopes)
             mappings = [m for m in (self.router.route(c) for c in companies) if m is not None]
             batches = worksheet_batches(mappings, touched, envelopes)
-            flushed = self.writer.flush(spreadsheet_id, batches)
+            with metrics.FLUSH_SECONDS.time():
+                flushed = self.writer.flush(spreadsheet_id, batches)
         except PermanentSheetsError as exc:
             log.error(
                 "spreadsheet %s: %s; parking %d events of company %s", spreadsheet_id, exc, len(ids), label
@@ -194,7 +196,10 @@ class Worker:
         report.done += len(ids)
         report.flushes += 1
         report.sheets_requests += flushed.requests
-        report.latencies_ms.extend(done_at - stored.received_ms for stored, _ in items)
+        latencies = [done_at - stored.received_ms for stored, _ in items]
+        report.latencies_ms.extend(latencies)
+        for latency in latencies:
+            metrics.WEBHOOK_TO_SHEET_SECONDS.observe(latency / 1000)
 
 
 def worksheet_batches(

@@ -151,7 +151,15 @@ def serve_noop(port: int) -> None:
     """Run the no-op endpoint (used by the benchmark itself)."""
     app = Litestar([noop_receive, noop_health], request_max_body_size=BODY_LIMIT, openapi_config=None)
     # The settings `doopage-sheets serve` uses, with log_level = "warning" as in the bench config.
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        log_config=None,
+    )
 
 
 if __name__ == "__main__":

@@ -243,7 +243,7 @@ def orders(
 def resume(config_path: Path, rows_per_write: int) -> None:
     """Write the imported events an interrupted backfill left unwritten."""
     settings = load_or_exit(config_path)
-    setup_logging("warning")
+    setup_logging(settings, "warning")
     totals = _write(settings, rows_per_write)
     _print_write(totals)
     sys.exit(_exit_status(totals))
@@ -361,7 +361,7 @@ def _import_and_write(
     if parsed.problems and not skip_invalid:
         click.echo("nothing imported: fix the lines above, or run again with --skip-invalid", err=True)
         sys.exit(2)
-    setup_logging("warning")
+    setup_logging(settings, "warning")
     with _progress() as progress:
         task = progress.add_task("events stored", total=len(parsed.records))
         try:

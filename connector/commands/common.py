@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -50,11 +49,11 @@ def load_or_exit(config_path: Path) -> Settings:
         return load_settings(config_path)
 
 
-def setup_logging(level: str) -> None:
-    """Plain text logs on standard error."""
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def setup_logging(settings: Settings, level: str | None = None) -> None:
+    """Logs as the settings say (text or JSON, on standard error), with every secret redacted."""
+    from connector.logs import setup_logging as configure
+
+    configure(level or settings.server.log_level, settings.server.log_format, settings.secret_values())
 
 
 def exit_cleanly_after_shutdown() -> None:

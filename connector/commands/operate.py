@@ -94,7 +94,7 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
     from connector.state_store import StateStore
 
     settings = load_or_exit(config_path)
-    setup_logging("warning")
+    setup_logging(settings, "warning")
     resources = contextlib.ExitStack()
     with exit_on_config_error():
         settings = resources.enter_context(sheets_backend(settings))

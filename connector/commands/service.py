@@ -29,7 +29,7 @@ def serve(config_path: Path) -> None:
     from connector.app import create_app
 
     settings = load_or_exit(config_path)
-    setup_logging(settings.server.log_level)
+    setup_logging(settings)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
         settings = resources.enter_context(sheets_backend(settings))
@@ -46,6 +46,9 @@ def serve(config_path: Path) -> None:
             log_level=settings.server.log_level,
             # Request logs would put the path token, a secret, into the log.
             access_log=False,
+            # X-Forwarded-For is judged by server.trusted_proxies (connector.access), not by uvicorn.
+            proxy_headers=False,
+            log_config=None,
         )
 
 
@@ -60,7 +63,7 @@ def worker(config_path: Path) -> None:
     from connector.worker import WorkerThread
 
     settings = load_or_exit(config_path)
-    setup_logging(settings.server.log_level)
+    setup_logging(settings)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
         settings = resources.enter_context(sheets_backend(settings))

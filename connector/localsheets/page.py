@@ -18,7 +18,7 @@ from typing import Final
 from urllib.parse import quote
 
 from .a1 import column_letter
-from .model import Cell, Formula, Sheet, Spreadsheet, format_number
+from .model import Cell, Formula, Row, Sheet, Spreadsheet, format_number
 
 # A browser table of more rows gets slow; the newest rows are the interesting ones while data arrives.
 ROW_LIMIT: Final = 1000
@@ -192,7 +192,7 @@ def shown_rows(data_rows: int, row_limit: int) -> list[int]:
     return [0, *range(data_rows - limit + 1, data_rows)]
 
 
-def _row(index: int, row: list[Cell | None], width: int, header: bool) -> str:
+def _row(index: int, row: Row, width: int, header: bool) -> str:
     padded = row + [None] * (width - len(row))
     cells = "".join(cell_html(cell) for cell in padded)
     attribute = ' class="head"' if header else ""

@@ -21,6 +21,7 @@ import requests
 import tenacity
 from gspread.exceptions import APIError
 
+from connector import metrics
 from connector.sheets.config import RetrySettings
 from connector.sheets.errors import PermanentSheetsError, SheetsError, TransientSheetsError
 
@@ -121,6 +122,7 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     outcome = retry_state.outcome
     exc = outcome.exception() if outcome is not None else None
     wait = retry_state.next_action.sleep if retry_state.next_action is not None else 0.0
+    metrics.SHEETS_RETRIES.inc()
     log.warning("sheets attempt %d failed (%s); retrying in %.2fs", retry_state.attempt_number, exc, wait)
 
 

@@ -34,6 +34,7 @@ import requests
 from gspread.exceptions import APIError
 from gspread.urls import SPREADSHEET_BATCH_UPDATE_URL, SPREADSHEET_URL
 
+from connector import metrics
 from connector.sheets.client import SheetsConnection, connect
 from connector.sheets.config import SheetsSettings
 from connector.sheets.errors import PermanentSheetsError, TransientSheetsError
@@ -319,15 +320,22 @@ class SheetWriter:
 
     def _send(self, spreadsheet_id: str, kind: RequestKind, stats: _Stats, call: Callable[[], _T]) -> _T:
         """Send one request within the rate budget, mapping failures onto typed errors."""
-        stats.waited += self._limiter.acquire(kind)
+        waited = self._limiter.acquire(kind)
+        stats.waited += waited
+        if waited:
+            metrics.RATE_LIMIT_WAIT_SECONDS.labels(kind).inc(waited)
         if kind == "read":
             stats.reads += 1
         else:
             stats.writes += 1
         try:
-            return call()
+            result = call()
         except (APIError, requests.RequestException, msgspec.DecodeError) as exc:
-            raise classify_failure(spreadsheet_id, exc) from exc
+            error = classify_failure(spreadsheet_id, exc)
+            metrics.SHEETS_REQUESTS.labels(kind, str(error.status or type(exc).__name__)).inc()
+            raise error from exc
+        metrics.SHEETS_REQUESTS.labels(kind, "200").inc()
+        return result
 
     def _report(self, spreadsheet_id: str, plans: Sequence[WorksheetPlan], stats: _Stats) -> FlushReport:
         """Log what changed and build the report."""

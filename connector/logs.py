@@ -1,0 +1,93 @@
+"""Logging: text or JSON lines on standard error, with secrets taken out of every record.
+
+The filter removes the configured secrets (path tokens, validation keys, basic-auth passwords) wherever they
+appear in a message or its arguments, and, as a second line of defence, anything that looks like a webhook
+path token or a ``validation_key`` / ``challenge_key`` query value, so that a URL logged by a library
+(uvicorn, httpx) cannot leak one either.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+import msgspec
+
+__all__ = ["JsonFormatter", "RedactingFilter", "setup_logging"]
+
+REDACTED: Final = "***"
+MIN_SECRET_LENGTH: Final = 6
+_PATTERNS: Final = (
+    re.compile(r"(/webhooks/doopage/)[^/?#\s\"']+"),
+    re.compile(r"((?:validation_key|challenge_key)=)[^&\s\"']+"),
+)
+TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces secrets in log records with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        # Longest first, so that a secret containing another is removed whole. Very short secrets would
+        # blank out ordinary words; they can only reach a log inside a URL, which the patterns cover.
+        self._secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """The text with every known secret and token-looking value replaced."""
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        for pattern in _PATTERNS:
+            text = pattern.sub(rf"\g<1>{REDACTED}", text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Render the message once, redacted, so that no formatter sees the raw arguments."""
+        message = self.redact(record.getMessage())
+        record.msg, record.args = message, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the exception if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line."""
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return msgspec.json.encode(entry).decode()
+
+
+def setup_logging(
+    level: str = "info", fmt: Literal["text", "json"] = "text", secrets: Iterable[str] = ()
+) -> None:
+    """Send every logger's records (uvicorn's and Litestar's too) through one redacting handler."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # uvicorn installs handlers of its own on these; let them propagate to ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True

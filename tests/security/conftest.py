@@ -1,0 +1,62 @@
+"""A real HTTP server (uvicorn in a thread) for tests that depend on the client's address."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from connector.app import create_app
+from connector.settings import load_settings
+
+TOKEN = "security-token-0123456789abcdef"
+KEY = "validation-key-s3cret"
+PASSWORD = "basic-auth-passw0rd"
+
+
+def settings_text(endpoint_extra: str = "", server_extra: str = "") -> str:
+    return f"""
+[server]
+data_dir = "data"
+{server_extra}
+
+[worker]
+embedded = false
+
+[[endpoints]]
+name = "main"
+token = "{TOKEN}"
+validation_key = "{KEY}"
+{endpoint_extra}
+"""
+
+
+@pytest.fixture
+def serve_app(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Start the app for a settings text on a free loopback port; returns its base URL."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(text: str) -> str:
+        folder = tmp_path / f"app{len(servers)}"
+        folder.mkdir()
+        (folder / "settings.toml").write_text(text)
+        app = create_app(load_settings(folder / "settings.toml"))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.01)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
