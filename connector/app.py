@@ -11,6 +11,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Final
 
 import msgspec
@@ -24,14 +25,15 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ServiceUnavailableException,
 )
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE, HTTP_500_INTERNAL_SERVER_ERROR
 
 from connector import __version__, metrics
 from connector.access import AddressRefused, Gate
 from connector.errors import StoreError
-from connector.events import EventDecodeError, UnknownEvent, decode_body, subject_of
+from connector.events import KNOWN_EVENT_TYPES, EventDecodeError, UnknownEvent, decode_body, subject_of
 from connector.inbox import STATUSES, Inbox, InboxRecord, SqliteInbox, now_ms
 from connector.settings import EndpointSettings, Settings
 from connector.worker import WorkerThread
@@ -109,7 +111,44 @@ def verify(
     return Response(challenge_key, media_type=MediaType.TEXT)
 
 
-@post(WEBHOOK_PATH, operation_id="receiveEvent", status_code=200)
+@dataclass
+class EventBodyOperation(Operation):
+    """The receive route reads its body itself, to store it byte for byte; this documents that body."""
+
+    def __post_init__(self) -> None:
+        event = Schema(
+            type=OpenAPIType.OBJECT,
+            required=["company_id", "event_type", "data"],
+            properties={
+                "company_id": Schema(type=OpenAPIType.INTEGER),
+                "event_type": Schema(
+                    type=OpenAPIType.STRING, description=f"one of {', '.join(sorted(KNOWN_EVENT_TYPES))}"
+                ),
+                "timestamp": Schema(type=OpenAPIType.INTEGER, description="milliseconds since the epoch"),
+                "data": Schema(type=OpenAPIType.OBJECT, description="the event's content; see DooPage"),
+            },
+        )
+        self.request_body = RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=event)},
+            description="One DooPage webhook event, as DooPage sends it.",
+            required=True,
+        )
+
+
+@post(
+    WEBHOOK_PATH,
+    operation_id="receiveEvent",
+    status_code=200,
+    operation_class=EventBodyOperation,
+    responses={
+        401: ResponseSpec(None, description="This endpoint requires HTTP basic auth."),
+        403: ResponseSpec(None, description="The event's company is not accepted on this endpoint."),
+        404: ResponseSpec(None, description="No such endpoint (unknown token, or an address not allowed)."),
+        413: ResponseSpec(None, description="The body is over the configured limit."),
+        415: ResponseSpec(None, description="The body is not declared as JSON."),
+        503: ResponseSpec(None, description="The event could not be stored; retry later."),
+    },
+)
 async def receive(token: FromPath[str], request: Request[None, None, State]) -> IntakeResult:
     """Decode one DooPage event and store it durably; answer only once it is committed."""
     endpoint = _admit(token, request)

@@ -401,7 +401,8 @@ def _print_import(parsed: BackfillInput, counts: ImportCounts) -> None:
 
 def _print_write(totals: WriteTotals) -> None:
     click.echo(
-        f"written: {totals.rows} rows ({totals.done} events) in {totals.passes} passes, "
+        f"written: {totals.rows} rows ({totals.done} events) in {totals.passes} "
+        f"pass{'' if totals.passes == 1 else 'es'}, "
         f"{totals.sheets_requests} Sheets requests, {totals.seconds:.1f} s"
     )
     if totals.failed:

@@ -32,7 +32,8 @@ def serve(config_path: Path) -> None:
     setup_logging(settings)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
-        settings = resources.enter_context(sheets_backend(settings))
+        if settings.worker.embedded:  # only the worker talks to Sheets
+            settings = resources.enter_context(sheets_backend(settings))
         app = create_app(settings)
     exit_cleanly_after_shutdown()
     # The inbox's writer thread and the event loop hand the GIL back and forth on every commit; the

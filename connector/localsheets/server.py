@@ -9,6 +9,7 @@ connection has to close the socket before any response byte is written, which no
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, cast
@@ -42,6 +43,8 @@ Service = NamedDependency[LocalSheetsService]
 _JSON_DECODER: Final = msgspec.json.Decoder()
 _SPEC_DECODER: Final = msgspec.json.Decoder(SpreadsheetSpec)
 _FAULTS_DECODER: Final = msgspec.json.Decoder(FaultSettings)
+
+log = logging.getLogger(__name__)
 
 
 def _json(content: Any, status: int = 200) -> Response[Any]:
@@ -305,7 +308,8 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return _json(SheetsError(exc.status_code, str(exc.detail)).body(), exc.status_code)
 
 
-def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("local Sheets server error on %s %s", request.method, request.url.path, exc_info=exc)
     return _json(SheetsError(500, f"Internal error encountered: {type(exc).__name__}: {exc}").body(), 500)
 
 
@@ -345,6 +349,8 @@ def create_litestar(service: LocalSheetsService) -> Litestar:
         },
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=None,
+        # Leave logging to whoever runs the server (the connector redacts secrets in its own set-up).
+        logging_config=None,
     )
 
 

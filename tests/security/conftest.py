@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,27 +38,40 @@ validation_key = "{KEY}"
 """
 
 
+@contextmanager
+def running_app(folder: Path, text: str) -> Iterator[str]:
+    """The app for a settings text, served on a free loopback port for the block; yields its base URL."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "settings.toml").write_text(text)
+    app = create_app(load_settings(folder / "settings.toml"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.fixture
 def serve_app(tmp_path: Path) -> Iterator[Callable[[str], str]]:
     """Start the app for a settings text on a free loopback port; returns its base URL."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    with ExitStack() as stack:
+        count = itertools.count()
 
-    def start(text: str) -> str:
-        folder = tmp_path / f"app{len(servers)}"
-        folder.mkdir()
-        (folder / "settings.toml").write_text(text)
-        app = create_app(load_settings(folder / "settings.toml"))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.01)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+        def start(text: str) -> str:
+            return stack.enter_context(running_app(tmp_path / f"app{next(count)}", text))
 
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+        yield start
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One app with default settings for a whole test module."""
+    with running_app(tmp_path_factory.mktemp("app"), settings_text()) as base:
+        yield base
