@@ -37,6 +37,10 @@ def test_metrics_count_received_accepted_and_rejected_events(serve_app):
     assert delta("doopage_events_rejected_total", '{reason="invalid"}') == 1
     assert delta("doopage_events_rejected_total", '{reason="media_type"}') == 1
     assert sample_value(after, "doopage_inbox_events", '{status="pending"}') == 1
-    for family in ("doopage_flush_seconds", "doopage_webhook_to_sheet_seconds", "doopage_sheets_requests_total"):
+    for family in (
+        "doopage_flush_seconds",
+        "doopage_webhook_to_sheet_seconds",
+        "doopage_sheets_requests_total",
+    ):
         assert f"# TYPE {family.removesuffix('_total')}" in after
     assert TOKEN not in after

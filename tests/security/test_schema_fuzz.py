@@ -11,7 +11,6 @@ from connector.app import create_app
 from connector.settings import parse_settings
 from tests.security.conftest import TOKEN, settings_text
 
-
 # The app's own schema, as it serves it at /schema/openapi.json (built once, here, to parametrize on).
 SPEC = create_app(parse_settings(settings_text(), "/nonexistent/settings.toml")).openapi_schema.to_schema()
 # Random tokens only ever meet the 404; give the generator the real one too, so bodies reach the decoder.

@@ -64,7 +64,8 @@ def exercise_service(tmp_path, fmt: str) -> str:
                 httpx.get(f"{base}/healthz")
                 break
             except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None
+                assert time.monotonic() < deadline
+                assert process.poll() is None
                 time.sleep(0.05)
         auth = ("doopage", PASSWORD)
         httpx.get(url, params={"validation_key": KEY, "challenge_key": "c"}, auth=auth)

@@ -18,7 +18,7 @@ CORPUS = [
     "@SUM(A1:A2)",
     "\t=1+1",
     "\r=1+1",
-    "=HYPERLINK(\"http://x\",\"click\")",
+    '=HYPERLINK("http://x","click")',
     "'=quoted",
 ]
 

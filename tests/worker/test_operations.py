@@ -28,7 +28,8 @@ def test_status_shows_statuses_lag_and_last_flush(connector, samples):
     store(connector, [samples[name] for name in ORDER])
     before = run(connector, "status")
     assert before.exit_code == 0
-    assert "pending" in before.output and "Lag per company" in before.output
+    assert "pending" in before.output
+    assert "Lag per company" in before.output
     connector.worker.run_once()
     after = run(connector, "status").output
     assert "No pending events." in after
