@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from connector.commands import backfill, inspect, operate, service
+from connector.commands import backfill, demo, inspect, operate, service
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +15,7 @@ def main() -> None:
 
 for command in (
     service.serve,
+    demo.demo,
     service.worker,
     service.local_sheets,
     inspect.status,

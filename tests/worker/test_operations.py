@@ -127,3 +127,13 @@ def test_unrouted_events_are_written_once_their_company_is_mapped(connector, sam
     finally:
         thread.stop()
     assert [row[0] for row in connector.sheets.sheet_values(second, "Customers")] == ["Customer ID", 1]
+
+
+def test_demo_prints_the_worksheets_from_the_samples():
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(main, ["demo", "--config", "config/example.toml"])
+    assert result.exit_code == 0, result.output
+    assert "tag_unset                    200 stored" in result.output
+    assert "doopage-demo / Customers" in result.output
+    assert "DooPage customer" in result.output
+    assert "Doopage staff 2" in result.output  # the transferred-to staff is the assignee
+    assert "doopage-demo / Orders" in result.output
