@@ -9,7 +9,9 @@ Two steps, each safe to repeat:
    nothing.
 2. **Write** (:func:`write_backfill`). Passes of ``claim_subjects`` (every backfill event of up to 5,000
    customers or orders: one row each) through the worker's own :meth:`Worker.process`, so a flush writes
-   at most 5,000 rows to a worksheet, until no backfill event is left. A run that is interrupted leaves
+   at most 5,000 rows to a worksheet, until no backfill event is left. When 5,000 rows would not fit in
+   one write request (``sheets.max_request_bytes``, which the writer splits at), later passes take as
+   many rows as fit, so the backfill uses the fewest write requests. A run that is interrupted leaves
    its events in ``backfill``; the next run (or ``backfill resume``) writes them.
 
 Times of imported events
@@ -45,7 +47,7 @@ import time
 import uuid
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Final, Literal
@@ -54,31 +56,32 @@ import msgspec
 
 from connector.events import (
     Customer,
+    CustomerData,
     CustomerPipelineUpdated,
     CustomerUpdated,
     EventDecodeError,
     KnownEvent,
     NoteChanged,
+    NoteData,
     OrderUpdated,
+    OrderUpdatedData,
     Pipeline,
+    PipelineData,
     Tag,
+    TagsData,
     TagSet,
     UnknownEvent,
     content_key,
     decode_body,
     subject_of,
 )
-from connector.events import CustomerData as _CustomerData
-from connector.events import NoteData as _NoteData
-from connector.events import OrderUpdatedData as _OrderUpdatedData
-from connector.events import PipelineData as _PipelineData
-from connector.events import TagsData as _TagsData
-from connector.inbox import InboxRecord, SqliteInbox, connect, inbox_path
+from connector.inbox import CSV_IMPORT_ENDPOINT, InboxRecord, SqliteInbox, connect, inbox_path
 from connector.inbox_queue import InboxQueue, StoredEvent, open_queue
-from connector.mapping import CompanyMapping, SheetMapping
+from connector.mapping import SheetMapping
 from connector.routing import Router
 from connector.settings import Settings
-from connector.sheets.writer import SheetWriter
+from connector.sheets.plan import WorksheetBatch, plan_worksheet, request_size
+from connector.sheets.writer import FlushReport, SheetWriter
 from connector.state_store import StateStore
 from connector.worker import PassReport, Worker
 
@@ -89,11 +92,13 @@ __all__ = [
     "JSONL_ENDPOINT",
     "MAX_ROWS_PER_WRITE",
     "ORDER_FIELDS",
+    "STORE_CHUNK",
     "BackfillInput",
     "CsvKind",
     "CsvOptions",
     "ImportCounts",
     "Problem",
+    "RowError",
     "UsageError",
     "WriteTotals",
     "customer_events",
@@ -104,6 +109,7 @@ __all__ = [
     "parse_column_map",
     "parse_datetime_ms",
     "parse_epoch_seconds",
+    "parse_timezone",
     "pending_backfill",
     "read_csv",
     "read_jsonl",
@@ -114,7 +120,7 @@ __all__ = [
 
 BACKFILL_STATUS: Final = "backfill"
 JSONL_ENDPOINT: Final = "backfill"
-CSV_ENDPOINT: Final = "backfill-csv"
+CSV_ENDPOINT: Final = CSV_IMPORT_ENDPOINT
 # Issue 5: a backfill writes at most 5,000 rows per worksheet per request.
 MAX_ROWS_PER_WRITE: Final = 5_000
 # Records per inbox transaction: a multi-row INSERT binds 11 values per record, and SQLite allows 32,766.
@@ -332,10 +338,10 @@ def customer_events(row: Mapping[str, str], options: CsvOptions) -> list[KnownEv
     name = _cell(row, columns, "customer.name") or None
     customer = Customer(id=customer_id, name=name)
     common = {"company_id": options.company_id, "timestamp": options.as_of_ms}
-    events: list[KnownEvent] = [CustomerUpdated(data=_CustomerData(customer=customer), **common)]
+    events: list[KnownEvent] = [CustomerUpdated(data=CustomerData(customer=customer), **common)]
     note = _cell(row, columns, "note")
     if note:
-        events.append(NoteChanged(data=_NoteData(customer=customer, note=note), **common))
+        events.append(NoteChanged(data=NoteData(customer=customer, note=note), **common))
     stage_name = _cell(row, columns, "pipeline.name")
     stage_id_text = _cell(row, columns, "pipeline.id")
     if stage_name or stage_id_text:
@@ -346,11 +352,11 @@ def customer_events(row: Mapping[str, str], options: CsvOptions) -> list[KnownEv
         )
         pipeline = Pipeline(id=stage_id, name=stage_name or None)
         events.append(
-            CustomerPipelineUpdated(data=_PipelineData(customer=customer, pipeline=pipeline), **common)
+            CustomerPipelineUpdated(data=PipelineData(customer=customer, pipeline=pipeline), **common)
         )
     names = split_list(_cell(row, columns, "tags"), options.tag_separator)
     if names:
-        events.append(TagSet(data=_TagsData(customer=customer, tags=_tags(row, options, names)), **common))
+        events.append(TagSet(data=TagsData(customer=customer, tags=_tags(row, options, names)), **common))
     return events
 
 
@@ -370,7 +376,7 @@ def order_events(row: Mapping[str, str], options: CsvOptions) -> list[KnownEvent
     """The synthetic ``order_updated`` of one order row; RowError if it is invalid."""
     columns = options.columns
     order_id = _whole_number(_cell(row, columns, "order.id"), f"order.id ({columns['order.id']!r})")
-    data = _OrderUpdatedData(
+    data = OrderUpdatedData(
         order_id=order_id,
         created_at=_time_cell(row, options, "order.created_at"),
         modified_at=_time_cell(row, options, "order.modified_at"),
@@ -560,9 +566,34 @@ def pending_backfill(data_dir: Path) -> tuple[int, int]:
     return int(rows), int(events)
 
 
-def _without_event_logs(company: CompanyMapping) -> CompanyMapping:
-    """A company's mapping without its ``events`` worksheets: synthetic CSV events are no DooPage events."""
-    return replace(company, worksheets=tuple(w for w in company.worksheets if w.entity != "events"))
+class _MeasuringWriter(SheetWriter):
+    """The sheet writer, also noting the largest write body a flush needs (as if all its rows were new).
+
+    A backfill sizes its passes with it: a write over ``max_request_bytes`` is split in two requests, so
+    passes of as many rows as fit in one request take the fewest requests in all.
+    """
+
+    largest_flush_bytes = 0
+
+    def flush(self, spreadsheet_id: str, batches: Sequence[WorksheetBatch]) -> FlushReport:
+        """Measure, then flush as the sheet writer does."""
+        size = sum(
+            request_size(request)
+            for batch in batches
+            for request in plan_worksheet(batch, None, new_sheet_id=1).requests
+        )
+        self.largest_flush_bytes = max(self.largest_flush_bytes, size)
+        return super().flush(spreadsheet_id, batches)
+
+
+def _next_pass_rows(writer: SheetWriter, rows: int, limit: int, max_request_bytes: int) -> int:
+    """How many rows the next pass takes: as many as fit one write request, judged by the last pass."""
+    if not isinstance(writer, _MeasuringWriter) or writer.largest_flush_bytes == 0 or rows == 0:
+        return limit
+    per_row = writer.largest_flush_bytes / rows
+    writer.largest_flush_bytes = 0
+    # A margin, because the next rows may be a little larger than these.
+    return max(1, min(limit, int(max_request_bytes * 0.95 / per_row)))
 
 
 def write_backfill(
@@ -577,41 +608,37 @@ def write_backfill(
 ) -> WriteTotals:
     """Write every ``backfill`` event to its sheets in passes of at most ``rows_per_write`` rows.
 
+    After the first pass, a pass takes fewer rows when that many would not fit in one write request
+    (``sheets.max_request_bytes``), since the writer would split it in two.
+
     Stops when none is left, or after ``idle_passes`` passes in a row that settled nothing (the
     spreadsheet is failing transiently, or another process holds the events); ``remaining`` then says
     how many wait for the next run. ConfigError if the settings cannot reach the Sheets API.
     """
     if not 1 <= rows_per_write <= MAX_ROWS_PER_WRITE:
         raise ValueError(f"rows_per_write must be within 1..{MAX_ROWS_PER_WRITE}")
-    sheet_writer = writer or SheetWriter.from_settings(settings.sheets, source=settings.source)
+    sheet_writer = writer or _MeasuringWriter.from_settings(settings.sheets, source=settings.source)
+    pass_rows = rows_per_write
     totals = WriteTotals()
     started = time.monotonic()
     queue = open_queue(settings.data_dir)
     states = StateStore.open(settings.data_dir)
     owner = f"backfill-{uuid.uuid4().hex[:12]}"
-    workers = {
-        JSONL_ENDPOINT: Worker(
-            queue, states, sheet_writer, Router.from_mapping(mapping), settings.worker, owner=owner
-        ),
-        CSV_ENDPOINT: Worker(
-            queue,
-            states,
-            sheet_writer,
-            Router(_without_event_logs(c) for c in mapping.companies),
-            settings.worker,
-            owner=owner,
-        ),
-    }
+    # The worker leaves CSV rows' synthetic events out of events worksheets by itself.
+    worker = Worker(queue, states, sheet_writer, Router.from_mapping(mapping), settings.worker, owner=owner)
     try:
         idle = 0
         while True:
             rows_before, _ = pending_backfill(settings.data_dir)
             if rows_before == 0:
                 break
-            claimed = queue.claim_subjects(owner, BACKFILL_STATUS, rows_per_write, settings.worker.lease_ms)
-            settled = _run_pass(queue, workers, claimed, totals) if claimed else 0
+            claimed = queue.claim_subjects(owner, BACKFILL_STATUS, pass_rows, settings.worker.lease_ms)
+            settled = _run_pass(queue, worker, claimed, totals) if claimed else 0
             rows_after, _ = pending_backfill(settings.data_dir)
             totals.rows += max(rows_before - rows_after, 0)
+            pass_rows = _next_pass_rows(
+                sheet_writer, rows_before - rows_after, rows_per_write, settings.sheets.max_request_bytes
+            )
             if on_pass is not None:
                 on_pass(totals)
             idle = 0 if settled else idle + 1
@@ -628,29 +655,19 @@ def write_backfill(
     return totals
 
 
-def _run_pass(
-    queue: InboxQueue, workers: Mapping[str, Worker], claimed: Sequence[StoredEvent], totals: WriteTotals
-) -> int:
-    """Process one claim with the worker that suits each event's origin; how many events it settled."""
-    by_endpoint: dict[str, list[StoredEvent]] = {}
-    for event in claimed:
-        by_endpoint.setdefault(CSV_ENDPOINT if event.endpoint == CSV_ENDPOINT else JSONL_ENDPOINT, []).append(
-            event
-        )
-    settled = 0
+def _run_pass(queue: InboxQueue, worker: Worker, claimed: Sequence[StoredEvent], totals: WriteTotals) -> int:
+    """Process one claim; how many events it settled."""
     try:
-        for endpoint, events in by_endpoint.items():
-            report = workers[endpoint].process(events)
-            totals.reports.append(report)
-            totals.done += report.done
-            totals.failed += report.failed
-            totals.unrouted += report.unrouted
-            totals.sheets_requests += report.sheets_requests
-            settled += report.done + report.failed + report.unrouted
+        report = worker.process(claimed)
     except BaseException:
         # Interrupted (Ctrl-C) or broken: give the claim back now rather than when its lease runs out.
         # Events already settled keep their status; folding again what was written changes nothing.
         queue.release([event.id for event in claimed])
         raise
+    totals.reports.append(report)
+    totals.done += report.done
+    totals.failed += report.failed
+    totals.unrouted += report.unrouted
+    totals.sheets_requests += report.sheets_requests
     totals.passes += 1
-    return settled
+    return report.done + report.failed + report.unrouted

@@ -31,6 +31,7 @@ from connector.errors import StoreError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CSV_IMPORT_ENDPOINT",
     "STATUSES",
     "Inbox",
     "InboxRecord",
@@ -86,6 +87,10 @@ CREATE TABLE IF NOT EXISTS flushes (
 COUNT_BY_STATUS: Final = """
 SELECT status, event_type, COUNT(*) FROM events GROUP BY status, event_type ORDER BY status, event_type
 """
+
+# The endpoint name of events made from CSV rows by `backfill`: folded into state like any event, but
+# never shown in an events worksheet, since DooPage never sent them.
+CSV_IMPORT_ENDPOINT: Final = "backfill-csv"
 
 # How many queued requests one transaction takes at most; bounds the latency of the last one in it.
 MAX_GROUP: Final = 512

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from connector.errors import ConfigError, ConnectorError
 from connector.events import UnknownEvent, decode_body
+from connector.inbox import CSV_IMPORT_ENDPOINT
 from connector.inbox_queue import InboxQueue, StoredEvent
 from connector.mapping import CompanyMapping
 from connector.sheets.plan import WorksheetBatch
@@ -92,7 +93,8 @@ def replay_company(
             chunk = {s.key: s for s in entity_states[start : start + CHUNK]}
             _write(writer, company, worksheet_batches([company], chunk, []), report, progress)
         for batch in queue.events_of(company.company_id, batch=CHUNK):
-            _write(writer, company, worksheet_batches([company], {}, envelopes_of(batch)), report, progress)
+            logged = envelopes_of(e for e in batch if e.endpoint != CSV_IMPORT_ENDPOINT)
+            _write(writer, company, worksheet_batches([company], {}, logged), report, progress)
     return report
 
 

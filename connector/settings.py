@@ -107,8 +107,8 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     # Flush when this many events are pending...
     batch_size: PositiveInt = 500
     # ...or when the oldest pending event has waited this long (milliseconds). A flush is one read and one
-    # write, and the default quota (50 of each per minute) allows one every 1.2 s: flushing more often
-    # lets the rate limiter's window fill in half a minute and then stall every write for the other half.
+    # write, and the default quota (50 of each per minute) allows one every 1.2 s: flushing sooner only
+    # makes a flush wait for its turn at the rate limiter, with the events that came meanwhile left out.
     max_delay_ms: PositiveInt = 1_200
     # How long a claim holds its events before another worker may take them (milliseconds).
     lease_ms: PositiveInt = 120_000

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from connector import metrics
 from connector.events import EventDecodeError, UnknownEvent, decode_body
-from connector.inbox import now_ms
+from connector.inbox import CSV_IMPORT_ENDPOINT, now_ms
 from connector.inbox_queue import InboxQueue, StoredEvent, open_queue
 from connector.mapping import CompanyMapping, load_mapping, rows_for
 from connector.routing import Router
@@ -162,7 +162,8 @@ class Worker:
             keys = {entity_key(envelope.event) for envelope in envelopes}
             touched = fold_batch(self.states.load(keys), envelopes)
             mappings = [m for m in (self.router.route(c) for c in companies) if m is not None]
-            batches = worksheet_batches(mappings, touched, envelopes)
+            logged = [envelope for stored, envelope in items if stored.endpoint != CSV_IMPORT_ENDPOINT]
+            batches = worksheet_batches(mappings, touched, logged)
             with metrics.FLUSH_SECONDS.time():
                 flushed = self.writer.flush(spreadsheet_id, batches)
         except PermanentSheetsError as exc:

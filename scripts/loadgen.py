@@ -1,7 +1,8 @@
 """A small HTTP/1.1 load generator shared by the benchmark scripts.
 
-It keeps ``connections`` keep-alive connections busy, each sending one request after another (a closed
-loop), and records every answer's status and latency. It speaks just enough HTTP/1.1 for our own
+:func:`run_load` keeps ``connections`` keep-alive connections busy for a while, each sending one request
+after another (a closed loop), and records every answer's status and latency; :func:`send_each` sends a
+given list of bodies once each, optionally on a fixed schedule, and records every body's outcome. It speaks just enough HTTP/1.1 for our own
 servers (Content-Length bodies), which keeps the client far cheaper per request than the server it
 measures: with two cores, a heavyweight client would measure itself.
 
@@ -13,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 BodyFactory = Callable[[int], bytes]
@@ -127,6 +129,93 @@ async def run_load(
 
     await asyncio.gather(*(one_connection(i * interval / connections) for i in range(connections)))
     return result
+
+
+@dataclass
+class Delivery:
+    """One body sent by :func:`send_each`: when it went out and what came back (times from perf_counter)."""
+
+    index: int
+    sent_at: float = float("nan")
+    acked_at: float = float("nan")
+    status: int = 0  # 0: no answer (the connection failed first)
+
+    @property
+    def acknowledged(self) -> bool:
+        """Answered with a 2xx status."""
+        return 200 <= self.status < 300
+
+
+@dataclass
+class SendResult:
+    """What :func:`send_each` saw, one :class:`Delivery` per body."""
+
+    seconds: float
+    deliveries: list[Delivery]
+
+    def acknowledged(self) -> list[int]:
+        """Indexes of the bodies answered with a 2xx status."""
+        return [d.index for d in self.deliveries if d.acknowledged]
+
+    def load_result(self) -> LoadResult:
+        """The same run as a :class:`LoadResult` (latencies of the acknowledged, counts by status)."""
+        statuses: dict[int, int] = {}
+        for d in self.deliveries:
+            if d.status:
+                statuses[d.status] = statuses.get(d.status, 0) + 1
+        return LoadResult(
+            seconds=self.seconds,
+            latencies=[d.acked_at - d.sent_at for d in self.deliveries if d.acknowledged],
+            statuses=statuses,
+            transport_errors=sum(1 for d in self.deliveries if not math.isnan(d.sent_at) and not d.status),
+        )
+
+
+async def send_each(
+    host: str,
+    port: int,
+    path: str,
+    bodies: Sequence[bytes],
+    connections: int,
+    rate: float | None = None,
+    on_ack: Callable[[Delivery], None] | None = None,
+) -> SendResult:
+    """POST every body once, in order, over ``connections`` keep-alive connections; record each outcome.
+
+    The connections take the next unsent body as they free up, so the bodies leave in order but their
+    answers may come back in any order. With ``rate`` (requests per second in all) sends follow a fixed
+    schedule, body i at ``i / rate`` seconds, whatever the answers' latency (an open loop, as webhooks
+    arrive), as long as enough connections are free. A connection that fails (the server died) stops; the
+    bodies it did not send stay unsent (``status`` 0, ``sent_at`` NaN). ``on_ack`` is called with each
+    acknowledged delivery as it comes in.
+    """
+    deliveries = [Delivery(i) for i in range(len(bodies))]
+    cursor = iter(range(len(bodies)))
+    start = time.perf_counter()
+
+    async def one_connection() -> None:
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            return
+        try:
+            for i in cursor:
+                delivery = deliveries[i]
+                if rate:
+                    await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+                delivery.sent_at = time.perf_counter()
+                writer.write(request_bytes(host, port, path, bodies[i]))
+                delivery.status = await read_response(reader)
+                delivery.acked_at = time.perf_counter()
+                if on_ack is not None and delivery.acknowledged:
+                    on_ack(delivery)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            return
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    return SendResult(seconds=time.perf_counter() - start, deliveries=deliveries)
 
 
 def customer_event(n: int) -> bytes:

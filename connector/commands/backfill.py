@@ -86,7 +86,7 @@ def _common_options(func: F) -> F:
             type=click.IntRange(1, MAX_ROWS_PER_WRITE),
             default=MAX_ROWS_PER_WRITE,
             show_default=True,
-            help="Customers or orders written per pass (one row each).",
+            help="Most customers or orders written per pass, one row each (fewer when that many would not fit one write request).",
         ),
         click.option(
             "--timezone",
@@ -238,7 +238,7 @@ def orders(
     type=click.IntRange(1, MAX_ROWS_PER_WRITE),
     default=MAX_ROWS_PER_WRITE,
     show_default=True,
-    help="Customers or orders written per pass (one row each).",
+    help="Most customers or orders written per pass, one row each (fewer when that many would not fit one write request).",
 )
 def resume(config_path: Path, rows_per_write: int) -> None:
     """Write the imported events an interrupted backfill left unwritten."""
@@ -268,6 +268,8 @@ def _import_csv(
     columns = _or_usage_exit(lambda: parse_column_map(kind, column_specs))
     if len(delimiter) != 1:
         _usage_exit("--delimiter must be one character")
+    if not tag_separator:
+        _usage_exit("--tag-separator must not be empty")
     options = CsvOptions(
         kind=kind,
         columns=columns,

@@ -56,6 +56,8 @@ class RateLimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 
     reads_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 50
     writes_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 50
+    # Space requests evenly (60 s / budget apart) instead of allowing the whole budget in a burst.
+    smooth: bool = True
 
 
 class SheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):

@@ -5,6 +5,10 @@ Google counts requests per minute per user, separately for reads and writes. A t
 quota; a sliding-window log (the send times of the last 60 seconds) gives the exact guarantee instead: no
 60-second window ever holds more than the budget. Limiters are shared per credential within a process, so
 two writers using the same service account draw on one budget.
+
+A window alone lets the whole budget go in a burst and then stalls every writer for most of a minute,
+which is what a steady stream of flushes runs into; so by default (``smooth``) requests are also spaced
+at least ``60 s / budget`` apart, and a request waits at most about that long.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ WINDOW_SECONDS = 60.0
 
 
 class SlidingWindow:
-    """At most ``limit`` acquisitions in any ``window`` seconds; ``acquire`` blocks until one is allowed."""
+    """At most ``limit`` acquisitions in any ``window`` seconds, and none closer than ``min_interval`` to
+    the one before; ``acquire`` blocks until one is allowed."""
 
     def __init__(
         self,
         limit: int,
         window: float = WINDOW_SECONDS,
         *,
+        min_interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -38,6 +44,7 @@ class SlidingWindow:
             raise ValueError("limit must be at least 1")
         self._limit = limit
         self._window = window
+        self._min_interval = min_interval
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()
@@ -49,6 +56,8 @@ class SlidingWindow:
             now = self._clock()
             while self._sent and self._sent[0] <= now - self._window:
                 self._sent.popleft()
+            if self._sent and now < self._sent[-1] + self._min_interval:
+                return max(self._sent[-1] + self._min_interval - now, 1e-3)
             if len(self._sent) < self._limit:
                 self._sent.append(now)
                 return 0.0
@@ -74,9 +83,13 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        def window(limit: int) -> SlidingWindow:
+            spacing = WINDOW_SECONDS / limit if settings.smooth else 0.0
+            return SlidingWindow(limit, min_interval=spacing, clock=clock, sleep=sleep)
+
         self._windows: dict[RequestKind, SlidingWindow] = {
-            "read": SlidingWindow(settings.reads_per_minute, clock=clock, sleep=sleep),
-            "write": SlidingWindow(settings.writes_per_minute, clock=clock, sleep=sleep),
+            "read": window(settings.reads_per_minute),
+            "write": window(settings.writes_per_minute),
         }
 
     def acquire(self, kind: RequestKind) -> float:
@@ -84,13 +97,13 @@ class RateLimiter:
         return self._windows[kind].acquire()
 
 
-_shared: dict[tuple[str, int, int], RateLimiter] = {}
+_shared: dict[tuple[str, int, int, bool], RateLimiter] = {}
 _shared_lock = threading.Lock()
 
 
 def shared_limiter(credential_id: str, settings: RateLimitSettings) -> RateLimiter:
     """The process-wide limiter of a credential (one per credential and budget)."""
-    key = (credential_id, settings.reads_per_minute, settings.writes_per_minute)
+    key = (credential_id, settings.reads_per_minute, settings.writes_per_minute, settings.smooth)
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:

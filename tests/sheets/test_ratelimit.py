@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,6 +90,27 @@ def test_threads_share_one_budget() -> None:
         thread.join()
     assert results == [0.0] * 200
     assert window.try_acquire() > 0
+
+
+def test_smooth_budget_spaces_requests_evenly_instead_of_bursting() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(
+        RateLimitSettings(reads_per_minute=50, writes_per_minute=50), clock=clock, sleep=clock.sleep
+    )
+    waits = [limiter.acquire("read") for _ in range(60)]
+    # Never the whole budget at once and then most of a minute of stall: one request every 1.2 s.
+    assert waits[0] == 0.0
+    assert max(waits) <= 1.2 + 1e-9
+    assert sum(waits) == pytest.approx(59 * 1.2)
+    assert limiter.acquire("write") == 0.0  # the other kind has its own spacing
+
+
+def test_bursty_budget_when_smoothing_is_off() -> None:
+    clock = FakeClock()
+    budget = RateLimitSettings(reads_per_minute=50, writes_per_minute=50, smooth=False)
+    limiter = RateLimiter(budget, clock=clock, sleep=clock.sleep)
+    assert [limiter.acquire("read") for _ in range(50)] == [0.0] * 50
+    assert limiter.acquire("read") == 60.0
 
 
 def test_one_limiter_per_credential_and_budget() -> None:

@@ -444,7 +444,7 @@ class FakeClock:
 
 def test_flushes_wait_for_the_per_minute_budget(server: LocalSheets, spreadsheet_id: str) -> None:
     clock = FakeClock()
-    budget = RateLimitSettings(reads_per_minute=2, writes_per_minute=1)
+    budget = RateLimitSettings(reads_per_minute=2, writes_per_minute=1, smooth=False)
     limiter = RateLimiter(budget, clock=clock, sleep=clock.sleep)
     settings = SheetsSettings(api_root=server.url, rate_limit=budget)
     writer = SheetWriter(connect(settings, environ={}), settings, limiter=limiter)

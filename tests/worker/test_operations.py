@@ -137,3 +137,40 @@ def test_demo_prints_the_worksheets_from_the_samples():
     assert "DooPage customer" in result.output
     assert "Doopage staff 2" in result.output  # the transferred-to staff is the assignee
     assert "doopage-demo / Orders" in result.output
+
+
+def test_events_made_from_csv_rows_stay_out_of_the_events_log(connector, samples):
+    import asyncio
+
+    from connector.events import decode_body, subject_of
+    from connector.inbox import CSV_IMPORT_ENDPOINT, InboxRecord, SqliteInbox
+
+    decoded = decode_body(samples["customer_updated"])
+    inbox = SqliteInbox.open(connector.settings.data_dir)
+    record = InboxRecord(
+        received_ms=1_700_000_000_000,
+        endpoint=CSV_IMPORT_ENDPOINT,
+        company_id=1,
+        event_type="customer_updated",
+        event_ms=decoded.event.timestamp,
+        body=samples["customer_updated"],
+        content_key=decoded.content_key,
+        subject=subject_of(decoded.event),
+    )
+    asyncio.run(inbox.put(record))
+    inbox.close()
+    assert connector.worker.run_once().done == 1
+    assert list(connector.records("Customers")) == ["1"]
+    assert logged_rows(connector) == []
+    run(connector, "replay", "--company", "1")
+    assert logged_rows(connector) == []
+
+
+def logged_rows(connector) -> list[list[object]]:
+    """The Events worksheet's data rows; none when the worksheet was never created."""
+    from connector.localsheets.testing import LocalSheetsAdminError
+
+    try:
+        return connector.rows("Events")[1:]
+    except LocalSheetsAdminError:
+        return []
