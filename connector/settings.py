@@ -106,10 +106,9 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     embedded: bool = True
     # Flush when this many events are pending...
     batch_size: PositiveInt = 500
-    # ...or when the oldest pending event has waited this long (milliseconds). A flush is one read and one
-    # write, and the default quota (50 of each per minute) allows one every 1.2 s: flushing sooner only
-    # makes a flush wait for its turn at the rate limiter, with the events that came meanwhile left out.
-    max_delay_ms: PositiveInt = 1_200
+    # ...or when the oldest pending event has waited this long (milliseconds); in either case only once
+    # the Sheets request budget lets the flush start (one read and one write every 1.2 s by default).
+    max_delay_ms: PositiveInt = 500
     # How long a claim holds its events before another worker may take them (milliseconds).
     lease_ms: PositiveInt = 120_000
     # How often an idle worker looks for work (milliseconds).

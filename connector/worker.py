@@ -81,12 +81,19 @@ class Worker:
         self._failures: dict[str, int] = defaultdict(int)  # consecutive transient failures by spreadsheet
 
     def due(self) -> bool:
-        """Whether a pass should run now: enough events pending, or the oldest has waited long enough."""
-        pending, oldest = self.queue.claimable(self._clock())
+        """Whether a pass should run now: enough events pending, or the oldest has waited long enough,
+        and the Sheets request budget lets a flush start at once.
+
+        Waiting for the budget before claiming, rather than inside the flush, lets every event that
+        arrives meanwhile join the batch instead of waiting for the next one.
+        """
+        now = self._clock()
+        pending, oldest = self.queue.claimable(now)
         if pending == 0:
             return False
-        waited = self._clock() - oldest
-        return pending >= self.settings.batch_size or waited >= self.settings.max_delay_ms
+        if pending < self.settings.batch_size and now - oldest < self.settings.max_delay_ms:
+            return False
+        return self.writer.ready_in() == 0.0
 
     def run(self, stop: threading.Event, on_pass: Callable[[PassReport], None] | None = None) -> None:
         """Work until ``stop`` is set; the pass in flight is finished first."""

@@ -54,14 +54,24 @@ class SlidingWindow:
         """Take a slot and return 0.0, or take nothing and return the seconds until one frees up."""
         with self._lock:
             now = self._clock()
-            while self._sent and self._sent[0] <= now - self._window:
-                self._sent.popleft()
-            if self._sent and now < self._sent[-1] + self._min_interval:
-                return max(self._sent[-1] + self._min_interval - now, 1e-3)
-            if len(self._sent) < self._limit:
+            delay = self._delay(now)
+            if delay == 0.0:
                 self._sent.append(now)
-                return 0.0
-            return max(self._sent[0] + self._window - now, 1e-3)
+            return delay
+
+    def ready_in(self) -> float:
+        """Seconds until a slot frees up (0.0: one is free now), taking nothing."""
+        with self._lock:
+            return self._delay(self._clock())
+
+    def _delay(self, now: float) -> float:
+        while self._sent and self._sent[0] <= now - self._window:
+            self._sent.popleft()
+        if self._sent and now < self._sent[-1] + self._min_interval:
+            return max(self._sent[-1] + self._min_interval - now, 1e-3)
+        if len(self._sent) < self._limit:
+            return 0.0
+        return max(self._sent[0] + self._window - now, 1e-3)
 
     def acquire(self) -> float:
         """Block until a slot is free, take it, and return the seconds spent waiting."""
@@ -95,6 +105,10 @@ class RateLimiter:
     def acquire(self, kind: RequestKind) -> float:
         """Wait for budget for one request of this kind; returns the seconds waited."""
         return self._windows[kind].acquire()
+
+    def ready_in(self, kind: RequestKind) -> float:
+        """Seconds until a request of this kind would go without waiting (0.0: now)."""
+        return self._windows[kind].ready_in()
 
 
 _shared: dict[tuple[str, int, int, bool], RateLimiter] = {}

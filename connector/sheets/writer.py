@@ -148,6 +148,10 @@ class SheetWriter:
         """Connect with these settings (ConfigError if they cannot work) and build a writer."""
         return cls(connect(settings, source=source, environ=environ), settings)
 
+    def ready_in(self) -> float:
+        """Seconds until a flush could start without waiting for the request budget (0.0: now)."""
+        return self._limiter.ready_in("read")
+
     def forget(self, spreadsheet_id: str) -> None:
         """Drop what the writer remembers of a spreadsheet; the next flush starts from a fresh look."""
         with self._guard:

@@ -107,3 +107,37 @@ def test_a_missing_spreadsheet_parks_the_events_as_failed(connector, samples):
     assert report.failed == 1
     [failed] = connector.queue.failed()
     assert "404" in failed.error or "not found" in failed.error.lower()
+
+
+def test_a_flush_waits_for_the_request_budget_before_claiming(connector, samples):
+    from connector.sheets import connect
+    from connector.sheets.config import RateLimitSettings
+    from connector.sheets.ratelimit import RateLimiter
+    from connector.sheets.writer import SheetWriter
+    from connector.worker import Worker
+
+    class Clock:
+        now = 1000.0
+
+        def __call__(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.now += seconds
+
+    clock = Clock()
+    budget = RateLimitSettings(reads_per_minute=2, writes_per_minute=2)
+    limiter = RateLimiter(budget, clock=clock, sleep=clock.sleep)
+    sheets = connector.settings.sheets
+    writer = SheetWriter(connect(sheets, environ={}), sheets, limiter=limiter)
+    worker = Worker(
+        connector.queue, connector.states, writer, connector.worker.router, connector.settings.worker
+    )
+    store(connector, [samples["customer_created"]])
+    assert worker.due()
+    worker.run_once()  # the first flush into a new spreadsheet reads twice (to create the worksheets)
+    store(connector, [samples["order_created"]], received_ms=1_700_000_100_000)
+    assert not worker.due()  # an event is waiting, but the flush would have to wait for the budget
+    clock.now += 30  # a budget of 2 per minute: one request every 30 s
+    assert worker.due()
+    assert worker.run_once().done == 1
