@@ -59,7 +59,7 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
     service = LocalSheetsService(data_path=settings.data_dir / local.data_file)
     for company in load_mapping(settings).companies:
         if company.spreadsheet_id not in service.spreadsheets:
-            title = f"DooPage {company.name or company.company_id}"
+            title = company.name or f"DooPage company {company.company_id}"
             service.put_spreadsheet(company.spreadsheet_id, SpreadsheetSpec(title=title))
     try:
         sock = bind_socket(local.host, local.port)
@@ -69,7 +69,7 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
             "local_sheets.port",
             f"cannot listen on {local.host}:{local.port} ({exc.strerror})",
         ) from None
-    server = make_server(service)
+    server = make_server(service, own_logging=False)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="local-sheets", daemon=True)
     thread.start()
     deadline = time.monotonic() + _STARTUP_SECONDS

@@ -20,6 +20,7 @@ from litestar import Litestar, MediaType, Request, Response, delete, get, post, 
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
+from uvicorn.config import LOGGING_CONFIG
 
 from . import api
 from .faults import Fault, FaultSettings, error_body, request_kind
@@ -434,13 +435,22 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def make_server(
-    service: LocalSheetsService, log_level: str = "warning", access_log: bool = False
+    service: LocalSheetsService,
+    log_level: str = "warning",
+    access_log: bool = False,
+    *,
+    own_logging: bool = True,
 ) -> uvicorn.Server:
-    """A uvicorn server for the app; call ``run(sockets=[...])`` on it."""
+    """A uvicorn server for the app; call ``run(sockets=[...])`` on it.
+
+    ``own_logging=False`` leaves uvicorn's loggers to the host process's logging set-up (the connector
+    runs this server inside its own process when no Google credentials are configured).
+    """
     config = uvicorn.Config(
         create_app(service),
         log_level=log_level,
         access_log=access_log,
+        log_config=LOGGING_CONFIG if own_logging else None,
         lifespan="off",
         # Keep idle client connections around so clients reuse them, as with Google's front ends.
         timeout_keep_alive=30,
