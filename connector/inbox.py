@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
@@ -67,8 +68,7 @@ CREATE TABLE IF NOT EXISTS events (
     updated_ms  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_status ON events (status, id);
-CREATE INDEX IF NOT EXISTS events_by_company ON events (company_id, status);
-CREATE INDEX IF NOT EXISTS events_by_subject ON events (status, subject);
+CREATE INDEX IF NOT EXISTS events_by_company ON events (company_id, id);
 CREATE INDEX IF NOT EXISTS untimed_by_subject ON events (company_id, subject, id) WHERE event_ms IS NULL;
 CREATE TABLE IF NOT EXISTS locks (
     name     TEXT PRIMARY KEY,
@@ -217,6 +217,7 @@ class SqliteInbox:
     _thread: threading.Thread | None = field(default=None, init=False)
     _reader: sqlite3.Connection | None = field(default=None, init=False)
     commits: int = field(default=0, init=False)  # transactions committed by the writer thread
+    records: int = field(default=0, init=False)  # records those transactions took (stored or duplicate)
 
     @classmethod
     def open(cls, data_dir: Path) -> SqliteInbox:
@@ -254,6 +255,7 @@ class SqliteInbox:
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
+            log.info("inbox closed: %d records in %d commits", self.records, self.commits)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -294,9 +296,9 @@ class SqliteInbox:
         records = [record for write in group for record in write.records]
         outcome: list[bool] | StoreError
         try:
-            with transaction(conn):
-                outcome = _insert_all(conn, records)
+            outcome = _insert_all(conn, records)
             self.commits += 1
+            self.records += len(records)
         except Exception as exc:
             # Whatever went wrong, this group is answered (503, retry) and the thread lives on.
             log.exception("the inbox could not commit %d records", len(records))
@@ -313,15 +315,20 @@ class SqliteInbox:
             loop.call_soon_threadsafe(_settle_all, settlements)
 
 
+@functools.lru_cache(maxsize=MAX_GROUP)
 def _insert_sql(rows: int) -> str:
-    """One multi-row INSERT that skips duplicates and returns the dedup keys it did insert."""
+    """One multi-row INSERT of ``rows`` rows."""
     # Only placeholders are interpolated; every value is bound.
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return (
         "INSERT INTO events (received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key,"  # noqa: S608
-        f" content_key, subject, status, updated_ms) VALUES {values}"
-        " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
+        f" content_key, subject, status, updated_ms) VALUES {values} ON CONFLICT (dedup_key) DO NOTHING"
     )
+
+
+def _new_keys_sql() -> str:
+    """The dedup keys of the rows with ids in a range (the rows one INSERT just added)."""
+    return "SELECT dedup_key FROM events WHERE id > ? AND id <= ?"
 
 
 LATEST_UNTIMED: Final = """
@@ -331,33 +338,66 @@ ORDER BY id DESC LIMIT 1
 
 
 def _insert_all(conn: sqlite3.Connection, records: list[InboxRecord]) -> list[bool]:
-    """Insert records in arrival order; for each, whether it is new."""
-    outcome = [False] * len(records)
-    timed: list[int] = []
-    for i, record in enumerate(records):
+    """Store records durably, in arrival order; for each, whether it is new (the first of equal keys wins).
+
+    The usual group (events with a timestamp only) is one INSERT statement, which SQLite runs as a
+    transaction of its own: the sqlite3 module lets go of the interpreter lock around every call, and
+    taking it back from a busy event loop is most of what a commit costs, so fewer calls, faster acks.
+    """
+    if not records or any(record.repeatable for record in records):
+        # (No record at all is a writability check: can a write transaction start now?)
+        with transaction(conn):
+            return _insert_with_repeats(conn, records)
+    keys = [record.content_key for record in records]
+    inserted = _insert_rows(conn, list(zip(records, keys, strict=True)))
+    return _first_of_each(keys, inserted)
+
+
+def _insert_with_repeats(conn: sqlite3.Connection, records: list[InboxRecord]) -> list[bool]:
+    """Store records some of which have no timestamp (see InboxRecord), inside the caller's transaction."""
+    keys: list[str | None] = []
+    for record in records:
         if record.repeatable:
             # One by one, so that the next repeatable record of the group sees this one as the latest.
             key = _dedup_key(conn, record)
-            outcome[i] = key is not None and bool(_insert_rows(conn, [(record, key)]))
+            keys.append(key if key is not None and _insert_rows(conn, [(record, key)]) else None)
         else:
-            timed.append(i)
-    if timed:
-        # The bulk of the traffic: one statement for all of them.
-        inserted = _insert_rows(conn, [(records[i], records[i].content_key) for i in timed])
-        for i in timed:
-            key = records[i].content_key
-            outcome[i] = key in inserted
-            inserted.discard(key)  # the first of equal keys wins
+            keys.append(record.content_key)
+    timed = [(record, record.content_key) for record in records if not record.repeatable]
+    inserted = _insert_rows(conn, timed) if timed else set()
+    inserted.update(key for record, key in zip(records, keys, strict=True) if record.repeatable and key)
+    return _first_of_each(keys, inserted)
+
+
+def _first_of_each(keys: Sequence[str | None], inserted: set[str]) -> list[bool]:
+    """For each key in order, whether it was inserted (only its first occurrence counts)."""
+    outcome = []
+    remaining = set(inserted)
+    for key in keys:
+        outcome.append(key is not None and key in remaining)
+        remaining.discard(key or "")
     return outcome
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[InboxRecord, str]]) -> set[str]:
-    """Insert ``(record, dedup key)`` rows, skipping keys already stored; the keys inserted."""
+    """Insert ``(record, dedup key)`` rows in one statement, skipping stored keys; the keys inserted.
+
+    New rows get consecutive ids (the statement holds the write lock), so when some rows were skipped
+    the inserted ones are found by id; when none was, no second statement is needed.
+    """
     params: list[object] = []
     for r, key in rows:
         params += (r.received_ms, r.endpoint, r.company_id, r.event_type, r.event_ms, r.body, key)
         params += (r.content_key, r.subject, r.status, r.received_ms)
-    return {key for (key,) in conn.execute(_insert_sql(len(rows)), params)}
+    before = conn.total_changes
+    cursor = conn.execute(_insert_sql(len(rows)), params)
+    added = conn.total_changes - before
+    if added == len(rows):
+        return {key for _, key in rows}
+    if added == 0:
+        return set()
+    last = cursor.lastrowid or 0
+    return {key for (key,) in conn.execute(_new_keys_sql(), (last - added, last))}
 
 
 def _dedup_key(conn: sqlite3.Connection, record: InboxRecord) -> str | None:

@@ -73,10 +73,15 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 def write_config(folder: Path, port: int) -> Path:
-    """Settings for the real service, its data in ``folder``."""
+    """Settings for the real service, its data in ``folder``.
+
+    The worker is left out (`worker.embedded = false`): this measures intake; what the sheet worker
+    costs, in its own process or inside `serve`, is scripts/bench_e2e.py's subject.
+    """
     path = folder / "bench.toml"
     path.write_text(
         f'[server]\nport = {port}\ndata_dir = "data"\nbody_limit = {BODY_LIMIT}\nlog_level = "warning"\n'
+        f"[worker]\nembedded = false\n"
         f'[[endpoints]]\nname = "bench"\ntoken = "{TOKEN}"\nvalidation_key = "bench-key"\n',
         encoding="utf-8",
     )
