@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 import subprocess
 import sys
@@ -114,40 +115,60 @@ def main(ctx: click.Context, connections: int, seconds: float, rounds: int) -> N
         try:
             wait_healthy(real_port, real)
             wait_healthy(noop_port, noop)
-            results = asyncio.run(alternate(real_port, noop_port, connections, seconds, rounds))
+            servers = ((real_port, real.pid), (noop_port, noop.pid))
+            results = asyncio.run(alternate(servers, connections, seconds, rounds))
         finally:
             for process in (real, noop):
                 process.terminate()
                 process.wait(timeout=30)
-    durable, baseline = results
+    (durable, durable_cpu), (baseline, baseline_cpu) = results
     click.echo(f"\n{connections} connections, {seconds:.0f} s on each server in {rounds} alternating rounds")
-    click.echo(f"{'server':<22} {'acks/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'acks':>9} {'errors':>7}")
-    click.echo(report("durable (SQLite inbox)", durable))
-    click.echo(report("no-op (decode only)", baseline))
+    header = f"{'server':<22} {'acks/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'acks':>9} {'errors':>7}"
+    click.echo(f"{header} {'cpu ms/ack':>11}")
+    click.echo(
+        f"{report('durable (SQLite inbox)', durable)} {1000 * durable_cpu / durable.acknowledged:>11.3f}"
+    )
+    click.echo(
+        f"{report('no-op (decode only)', baseline)} {1000 * baseline_cpu / baseline.acknowledged:>11.3f}"
+    )
     click.echo(f"ratio durable / no-op: {durable.per_second / baseline.per_second:.2f}x")
+    # Server CPU per acknowledgement is far steadier than throughput on a shared machine.
+    click.echo(
+        f"server CPU per ack, durable / no-op: {durable_cpu / durable.acknowledged / (baseline_cpu / baseline.acknowledged):.2f}x"
+    )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by every thread of a process (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 async def alternate(
-    real_port: int, noop_port: int, connections: int, seconds: float, rounds: int
-) -> tuple[LoadResult, LoadResult]:
-    """Warm both servers up, then alternate measured rounds (ABBA order) between them."""
+    servers: tuple[tuple[int, int], tuple[int, int]], connections: int, seconds: float, rounds: int
+) -> tuple[tuple[LoadResult, float], tuple[LoadResult, float]]:
+    """Warm both servers ((port, pid) each, the durable one first) up, then alternate measured rounds
+    (ABBA order) between them; each server's load result and the CPU seconds it used meanwhile."""
     counter = itertools.count()
     slice_seconds = seconds / rounds
-    for port in (real_port, noop_port):
+    for port, _ in servers:
         await run_load("127.0.0.1", port, PATH, customer_event, counter, connections, 1.0)
-    durable = LoadResult(seconds=0.0)
-    baseline = LoadResult(seconds=0.0)
+    results = [LoadResult(seconds=0.0), LoadResult(seconds=0.0)]
+    cpu = [0.0, 0.0]
     for i in range(rounds):
-        order = [(real_port, True), (noop_port, False)]
-        for port, is_real in order if i % 2 == 0 else reversed(order):
+        for which in (0, 1) if i % 2 == 0 else (1, 0):
+            port, pid = servers[which]
+            before = process_cpu_seconds(pid)
             result = await run_load(
                 "127.0.0.1", port, PATH, customer_event, counter, connections, slice_seconds
             )
-            if is_real:
-                durable = durable.merge(result)
-            else:
-                baseline = baseline.merge(result)
-    return durable, baseline
+            cpu[which] += process_cpu_seconds(pid) - before
+            results[which] = results[which].merge(result)
+    return (results[0], cpu[0]), (results[1], cpu[1])
 
 
 @main.command("serve-noop")
