@@ -213,7 +213,8 @@ class SqliteInbox:
     """The embedded inbox: one SQLite file, written by one group-committing thread."""
 
     path: Path
-    _queue: queue.SimpleQueue[_Write | object] = field(default_factory=queue.SimpleQueue, init=False)
+    _queue: queue.SimpleQueue[list[_Write] | object] = field(default_factory=queue.SimpleQueue, init=False)
+    _batch: list[_Write] = field(default_factory=list, init=False)  # not yet handed over (event loop side)
     _thread: threading.Thread | None = field(default=None, init=False)
     _reader: sqlite3.Connection | None = field(default=None, init=False)
     commits: int = field(default=0, init=False)  # transactions committed by the writer thread
@@ -265,28 +266,36 @@ class SqliteInbox:
             raise StoreError("the inbox is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[bool]] = loop.create_future()
-        self._queue.put(_Write(records, future, loop))
+        self._batch.append(_Write(records, future, loop))
+        if len(self._batch) == 1:
+            # The requests of one turn of the event loop go to the writer thread together: one wake-up
+            # (and one fight for the interpreter lock) per turn rather than one per request.
+            loop.call_soon(self._hand_over)
         return await future
+
+    def _hand_over(self) -> None:
+        batch, self._batch = self._batch, []
+        self._queue.put(batch)
 
     def _run(self, conn: sqlite3.Connection) -> None:
         """The writer thread: take every waiting request, one transaction for all, then answer them."""
         try:
             while True:
                 first = self._queue.get()
-                if first is _STOP:
+                if not isinstance(first, list):  # _STOP
                     return
-                group = [first]
+                group = list(first)
                 stopping = False
                 while len(group) < MAX_GROUP:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if item is _STOP:
+                    if not isinstance(item, list):
                         stopping = True
                         break
-                    group.append(item)
-                self._commit_group([w for w in group if isinstance(w, _Write)], conn)
+                    group.extend(item)
+                self._commit_group(group, conn)
                 if stopping:
                     return
         finally:
