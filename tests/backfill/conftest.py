@@ -12,42 +12,16 @@ from click.testing import CliRunner, Result
 from connector.cli import main
 from connector.localsheets.testing import LocalSheets
 from connector.settings import Settings, load_settings
+from tests import settings_files
 
 TOKEN = "backfill-test-token-0123456789"
-MAPPING = Path(__file__).resolve().parents[2] / "config" / "mapping.example.toml"
 
 
 def write_settings(folder: Path, api_root: str, spreadsheet_id: str) -> Path:
-    """Settings using the shipped default mapping, pointed at ``spreadsheet_id`` on ``api_root``."""
-    mapping = MAPPING.read_text(encoding="utf-8").replace('"doopage-demo"', f'"{spreadsheet_id}"')
-    (folder / "mapping.toml").write_text(mapping, encoding="utf-8")
-    path = folder / "settings.toml"
-    path.write_text(
-        f"""
-[server]
-data_dir = "data"
-
-[[endpoints]]
-name = "main"
-token = "{TOKEN}"
-validation_key = "key"
-
-[mapping]
-file = "mapping.toml"
-
-[sheets]
-api_root = "{api_root}"
-retry = {{ max_attempts = 12, max_seconds = 60, base_backoff = 0.01, max_backoff = 0.05 }}
-rate_limit = {{ reads_per_minute = 100000, writes_per_minute = 100000 }}
-
-[worker]
-embedded = false
-backoff_ms = 1
-poll_ms = 1
-""",
-        encoding="utf-8",
+    """The test settings (tests/settings_files.py), retrying without waiting."""
+    return settings_files.write_settings(
+        folder, api_root, spreadsheet_id, TOKEN, "backoff_ms = 1\npoll_ms = 1"
     )
-    return path
 
 
 @dataclass
