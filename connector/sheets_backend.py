@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterator, Mapping
 
 import msgspec
@@ -22,12 +20,11 @@ from connector.errors import ConfigError
 from connector.mapping import load_mapping
 from connector.settings import Settings
 from connector.sheets.config import CREDENTIALS_ENV, GOOGLE_API_ROOT
+from connector.threaded_server import serving
 
 __all__ = ["sheets_backend", "uses_local_sheets"]
 
 log = logging.getLogger(__name__)
-
-_STARTUP_SECONDS = 20.0
 
 
 def uses_local_sheets(settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
@@ -69,25 +66,15 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
             "local_sheets.port",
             f"cannot listen on {local.host}:{local.port} ({exc.strerror})",
         ) from None
-    server = make_server(service, own_logging=False)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="local-sheets", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + _STARTUP_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError(f"the local Sheets server did not start on {local.host}:{local.port}")
-        time.sleep(0.01)
     url = server_url(sock)
-    log.warning(
-        "no Google credentials configured: writing to the built-in local Sheets server at %s "
-        "(open it in a browser); set sheets.credentials_file to write to Google Sheets",
-        url,
-    )
     try:
-        sheets = msgspec.structs.replace(settings.sheets, api_root=url)
-        yield msgspec.structs.replace(settings, sheets=sheets)
+        with serving(make_server(service, own_logging=False), sock, name="local Sheets server"):
+            log.warning(
+                "no Google credentials configured: writing to the built-in local Sheets server at %s "
+                "(open it in a browser); set sheets.credentials_file to write to Google Sheets",
+                url,
+            )
+            sheets = msgspec.structs.replace(settings.sheets, api_root=url)
+            yield msgspec.structs.replace(settings, sheets=sheets)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         sock.close()

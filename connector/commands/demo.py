@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
@@ -30,6 +29,7 @@ from connector.samples import sample_bodies
 from connector.settings import Settings
 from connector.sheets.config import SheetsSettings
 from connector.sheets_backend import sheets_backend
+from connector.threaded_server import serving
 
 WAIT_SECONDS = 30.0
 
@@ -68,19 +68,14 @@ def _service(settings: Settings) -> Iterator[str]:
         access_log=False,
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="demo-service", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise click.ClickException("the service did not start")
-        time.sleep(0.02)
-    try:
+    with ExitStack() as running:
+        try:
+            running.enter_context(
+                serving(uvicorn.Server(config), name="the service", startup_seconds=WAIT_SECONDS)
+            )
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
         yield f"http://127.0.0.1:{settings.server.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def _wait_until_written(settings: Settings) -> None:

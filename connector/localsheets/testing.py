@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ from urllib.parse import quote
 import msgspec
 import requests
 
+from ..threaded_server import serving
 from .server import bind_socket, make_server, server_url
 from .service import LocalSheetsService, SheetSpec, SpreadsheetSpec
 
@@ -161,23 +160,15 @@ def local_sheets_thread(
 ) -> Iterator[LocalSheets]:
     """Serve on a free port from a background thread of this process until the block ends."""
     service = LocalSheetsService(data_path=data, seed=seed)
-    server = make_server(service)
     sock = bind_socket(host, 0)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="local-sheets", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + _STARTUP_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError("the local Sheets server did not start")
-        time.sleep(0.01)
-    handle = LocalSheets(server_url(sock))
     try:
-        yield handle
+        with serving(make_server(service), sock, name="local-sheets", startup_seconds=_STARTUP_SECONDS):
+            handle = LocalSheets(server_url(sock))
+            try:
+                yield handle
+            finally:
+                handle.close()
     finally:
-        handle.close()
-        server.should_exit = True
-        thread.join(timeout=10)
         sock.close()
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -15,6 +13,7 @@ import uvicorn
 
 from connector.app import create_app
 from connector.settings import load_settings
+from connector.threaded_server import serving
 
 TOKEN = "security-token-0123456789abcdef"
 KEY = "validation-key-s3cret"
@@ -47,15 +46,8 @@ def running_app(folder: Path, text: str) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
+    with serving(server, sock, name="the app"):
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture
