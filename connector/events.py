@@ -17,7 +17,9 @@ from typing import Annotated, Final
 import msgspec
 
 __all__ = [
+    "CUSTOMER_EVENT_TYPES",
     "KNOWN_EVENT_TYPES",
+    "ORDER_EVENT_TYPES",
     "Customer",
     "CustomerClosed",
     "CustomerCreated",
@@ -218,6 +220,13 @@ EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
     CustomerPipelineUpdated,
 )
 KNOWN_EVENT_TYPES: Final[frozenset[str]] = frozenset(str(cls.__struct_config__.tag) for cls in EVENT_CLASSES)
+# The same, by what they are about, in the order of EVENT_CLASSES.
+ORDER_EVENT_TYPES: Final[tuple[str, ...]] = tuple(
+    str(cls.__struct_config__.tag) for cls in EVENT_CLASSES if cls in (OrderCreated, OrderUpdated)
+)
+CUSTOMER_EVENT_TYPES: Final[tuple[str, ...]] = tuple(
+    str(cls.__struct_config__.tag) for cls in EVENT_CLASSES if cls not in (OrderCreated, OrderUpdated)
+)
 
 
 class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,7 +18,7 @@ from connector.errors import ConfigError, ConnectorError
 from connector.events import UnknownEvent, decode_body
 from connector.inbox import CSV_IMPORT_ENDPOINT
 from connector.inbox_queue import InboxQueue, StoredEvent
-from connector.mapping import CompanyMapping
+from connector.mapping import CompanyMapping, SheetMapping
 from connector.sheets.plan import WorksheetBatch
 from connector.sheets.writer import SheetWriter
 from connector.state import EntityKey, EntityState, Envelope, fold_batch
@@ -130,10 +130,12 @@ def _spreadsheet_lock(queue: InboxQueue, spreadsheet_id: str, owner: str) -> Ite
         queue.drop_lock(spreadsheet_id, owner)
 
 
-def company_or_error(companies: Sequence[CompanyMapping], company_id: int, file: str) -> CompanyMapping:
+def company_or_error(mapping: SheetMapping, company_id: int) -> CompanyMapping:
     """The mapping of one company, or a ConfigError saying it has none."""
-    for company in companies:
-        if company.company_id == company_id:
-            return company
-    known = ", ".join(str(c.company_id) for c in companies) or "none"
-    raise ConfigError(file, "mapping", f"company {company_id} has no mapping (mapped companies: {known})")
+    company = mapping.company(company_id)
+    if company is None:
+        known = ", ".join(str(c.company_id) for c in mapping.companies) or "none"
+        raise ConfigError(
+            mapping.file, "mapping", f"company {company_id} has no mapping (mapped companies: {known})"
+        )
+    return company

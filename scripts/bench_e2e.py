@@ -38,6 +38,7 @@ from typing import Any
 import click
 from loadgen import SendResult, send_each
 
+from connector.events import CUSTOMER_EVENT_TYPES
 from connector.inbox import inbox_path
 from connector.localsheets.testing import LocalSheets, LocalSheetsAdminError, local_sheets_process
 from connector.settings import WorkerSettings
@@ -47,17 +48,6 @@ PATH = f"/webhooks/doopage/{TOKEN}"
 SPREADSHEET = "bench-e2e"
 MAPPING = Path(__file__).resolve().parents[1] / "config" / "mapping.example.toml"
 BASE_MS = 1_700_000_000_000
-CUSTOMER_TYPES = (
-    "customer_created",
-    "customer_updated",
-    "customer_took",
-    "customer_transferred",
-    "customer_closed",
-    "tag_set",
-    "tag_unset",
-    "note_changed",
-    "customer_pipeline_updated",
-)
 WINDOW_SECONDS = 60.0
 FLUSH_GAP_MS = 5
 
@@ -69,7 +59,7 @@ def marker(n: int) -> str:
 
 def event_body(n: int, customers: int) -> bytes:
     """The n-th event: a customer event of the n-th type in turn, naming its customer ``m<n>``."""
-    event_type = CUSTOMER_TYPES[n % len(CUSTOMER_TYPES)]
+    event_type = CUSTOMER_EVENT_TYPES[n % len(CUSTOMER_EVENT_TYPES)]
     staff = {"id": n % 7 + 1, "name": f"Staff {n % 7 + 1}"}
     data: dict[str, Any] = {"customer": {"id": n % customers + 1, "name": marker(n)}}
     if event_type in ("customer_took", "customer_closed", "tag_set", "tag_unset"):

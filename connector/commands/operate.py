@@ -99,7 +99,7 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
     with exit_on_config_error():
         settings = resources.enter_context(sheets_backend(settings))
         mapping = load_mapping(settings)
-        company = company_or_error(mapping.companies, company_id, mapping.file)
+        company = company_or_error(mapping, company_id)
         writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
     queue = open_queue(settings.data_dir)
     states = StateStore.open(settings.data_dir)

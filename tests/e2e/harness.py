@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from connector.events import UnknownEvent, decode_body
+from connector.events import CUSTOMER_EVENT_TYPES, ORDER_EVENT_TYPES, UnknownEvent, decode_body
 from connector.inbox import inbox_path
 from connector.localsheets.testing import LocalSheets
 from connector.mapping import load_mapping, rows_for
@@ -190,19 +190,7 @@ class Service:
 
 # --- events ------------------------------------------------------------------------------------------
 
-CUSTOMER_TYPES = (
-    "customer_created",
-    "customer_updated",
-    "customer_took",
-    "customer_transferred",
-    "customer_closed",
-    "tag_set",
-    "tag_unset",
-    "note_changed",
-    "customer_pipeline_updated",
-)
-ORDER_TYPES = ("order_created", "order_updated")
-EVENT_TYPES = CUSTOMER_TYPES + ORDER_TYPES
+EVENT_TYPES = CUSTOMER_EVENT_TYPES + ORDER_EVENT_TYPES
 BASE_MS = 1_700_000_000_000
 STAFF = [{"id": i, "name": f"Nhân viên {i}"} for i in range(1, 6)]
 TAGS = [
@@ -220,7 +208,7 @@ def event_body(rng: random.Random, event_type: str, entity_id: int, timestamp: i
     on all), so the order of events is fixed by their content and the expected sheet is exact.
     """
     data: dict[str, Any]
-    if event_type in ORDER_TYPES:
+    if event_type in ORDER_EVENT_TYPES:
         created = (BASE_MS - 86_400_000 * (entity_id % 30)) // 1000
         data = {"order_id": entity_id, "created_at": created}
         if event_type == "order_updated":
@@ -260,11 +248,11 @@ def history(seed: int, events: int, customers: int, orders: int) -> list[bytes]:
     timestamp = BASE_MS
     for n, (kind, entity_id) in enumerate(subjects):
         timestamp += rng.randint(1, 1000)
-        types = ORDER_TYPES if kind == "order" else CUSTOMER_TYPES
+        types = ORDER_EVENT_TYPES if kind == "order" else CUSTOMER_EVENT_TYPES
         # The first len(EVENT_TYPES) events cycle through every type, whatever their subject's kind.
         event_type = EVENT_TYPES[n] if n < len(EVENT_TYPES) else rng.choice(types)
         if event_type not in types:
-            entity_id = rng.randint(1, orders if event_type in ORDER_TYPES else customers)
+            entity_id = rng.randint(1, orders if event_type in ORDER_EVENT_TYPES else customers)
         bodies.append(event_body(rng, event_type, entity_id, timestamp))
     return bodies
 

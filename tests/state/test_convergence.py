@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connector.events import CUSTOMER_EVENT_TYPES
 from connector.mapping import Cell, SheetMapping, parse_mapping, rows_for
 from connector.state import EntityKey, EntityState, Envelope, decode_state, encode_state, fold_batch
 
@@ -32,21 +33,7 @@ def customer_body(draw: st.DrawFn) -> dict[str, Any]:
     customer: dict[str, Any] = {"id": draw(CUSTOMERS)}
     if draw(st.booleans()):
         customer["name"] = draw(NAMES)
-    kind = draw(
-        st.sampled_from(
-            [
-                "customer_created",
-                "customer_updated",
-                "customer_took",
-                "customer_transferred",
-                "customer_closed",
-                "tag_set",
-                "tag_unset",
-                "note_changed",
-                "customer_pipeline_updated",
-            ]
-        )
-    )
+    kind = draw(st.sampled_from(CUSTOMER_EVENT_TYPES))
     data: dict[str, Any] = {"customer": customer}
     if kind in ("customer_took", "customer_closed", "tag_set", "tag_unset", "customer_pipeline_updated"):
         data["staff"] = draw(STAFF)
