@@ -55,11 +55,18 @@ class Gate:
             raise NotFoundException()
         return found
 
-    def admit(
-        self, token: str, peer: str | None, forwarded_for: str | None, authorization: str | None
-    ) -> EndpointSettings:
-        """The endpoint, once the token, the client's address and the credentials are all right."""
-        endpoint = self.find(token)
+    def guarded(self, endpoint: EndpointSettings) -> bool:
+        """Whether requests to this endpoint must also pass :meth:`check` (allow-list or basic auth)."""
+        return bool(self._allowed[endpoint.name]) or endpoint.basic_auth is not None
+
+    def check(
+        self,
+        endpoint: EndpointSettings,
+        peer: str | None,
+        forwarded_for: str | None,
+        authorization: str | None,
+    ) -> None:
+        """Refuse the request unless the client's address and credentials are right for this endpoint."""
         allowed = self._allowed[endpoint.name]
         if allowed:
             address = client_address(peer, forwarded_for, self._proxies)
@@ -70,7 +77,6 @@ class Gate:
             raise NotAuthorizedException(
                 "this endpoint requires HTTP basic auth", headers={"WWW-Authenticate": REALM}
             )
-        return endpoint
 
 
 def client_address(

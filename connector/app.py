@@ -34,8 +34,9 @@ from connector import __version__, metrics
 from connector.access import AddressRefused, Gate
 from connector.errors import StoreError
 from connector.events import KNOWN_EVENT_TYPES, EventDecodeError, UnknownEvent, decode_body, subject_of
-from connector.inbox import STATUSES, Inbox, InboxRecord, SqliteInbox, now_ms
+from connector.inbox import STATUSES, Inbox, InboxRecord, now_ms
 from connector.settings import EndpointSettings, Settings
+from connector.sqlite_inbox import SqliteInbox
 from connector.worker import WorkerThread
 
 __all__ = ["IntakeResult", "create_app"]
@@ -55,14 +56,16 @@ class IntakeResult(msgspec.Struct, frozen=True):
 def _admit(token: str, request: Request[None, None, State]) -> EndpointSettings:
     """The endpoint this request may use, or the HTTP error refusing it (counted)."""
     gate: Gate = request.app.state.gate
-    client = request.client
     try:
-        return gate.admit(
-            token,
-            client.host if client else None,
-            request.headers.get("x-forwarded-for"),
-            request.headers.get("authorization"),
-        )
+        endpoint = gate.find(token)
+        if gate.guarded(endpoint):  # the client's address and headers are read only when they matter
+            client = request.client
+            gate.check(
+                endpoint,
+                client.host if client else None,
+                request.headers.get("x-forwarded-for"),
+                request.headers.get("authorization"),
+            )
     except AddressRefused:
         metrics.EVENTS_REJECTED.labels("address").inc()
         raise
@@ -72,6 +75,7 @@ def _admit(token: str, request: Request[None, None, State]) -> EndpointSettings:
     except NotFoundException:
         metrics.EVENTS_REJECTED.labels("unknown_token").inc()
         raise
+    return endpoint
 
 
 def _reject(reason: str, error: HTTPException) -> HTTPException:
@@ -152,7 +156,7 @@ class EventBodyOperation(Operation):
 async def receive(token: FromPath[str], request: Request[None, None, State]) -> IntakeResult:
     """Decode one DooPage event and store it durably; answer only once it is committed."""
     endpoint = _admit(token, request)
-    metrics.EVENTS_RECEIVED.labels(endpoint.name).inc()
+    metrics.received(endpoint.name).inc()
     if not _is_json(request.headers.get("content-type", "")):
         raise _reject(
             "media_type", UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
@@ -188,8 +192,9 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
         raise _reject(
             "store", ServiceUnavailableException("the event could not be stored; retry later")
         ) from None
-    metrics.EVENTS_ACCEPTED.labels(event.event_type, "stored" if stored else "duplicate").inc()
-    return IntakeResult("stored" if stored else "duplicate", event.event_type)
+    outcome = "stored" if stored else "duplicate"
+    metrics.accepted(event.event_type, outcome).inc()
+    return IntakeResult(outcome, event.event_type)
 
 
 @get("/metrics", operation_id="metrics", sync_to_thread=True)

@@ -289,7 +289,7 @@ def subject_of(event: KnownEvent | UnknownEvent) -> str | None:
     """The one thing an event is about, as ``customer:<id>`` or ``order:<id>``; None for an unknown type."""
     if isinstance(event, UnknownEvent):
         return None
-    if isinstance(event, OrderCreated | OrderUpdated):
+    if isinstance(event, (OrderCreated, OrderUpdated)):  # a tuple: faster than a union, once per event
         return f"order:{event.data.order_id}"
     return f"customer:{event.data.customer.id}"
 

@@ -7,6 +7,7 @@ retries, rate-limiter waits); the inbox depth is read from the inbox when the me
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -22,6 +23,8 @@ __all__ = [
     "SHEETS_REQUESTS",
     "SHEETS_RETRIES",
     "WEBHOOK_TO_SHEET_SECONDS",
+    "accepted",
+    "received",
     "render",
 ]
 
@@ -60,6 +63,22 @@ SHEETS_RETRIES: Final = Counter("doopage_sheets_retries_total", "Sheets attempts
 RATE_LIMIT_WAIT_SECONDS: Final = Counter(
     "doopage_rate_limit_wait_seconds_total", "Time spent waiting for the Sheets request budget.", ["kind"]
 )
+
+
+# Every webhook counts twice; looking a labelled child up (validation, a lock) costs more than counting,
+# so the children the intake route uses are looked up once.
+
+
+@functools.lru_cache(maxsize=64)
+def received(endpoint: str) -> Counter:
+    """EVENTS_RECEIVED for one endpoint."""
+    return EVENTS_RECEIVED.labels(endpoint)
+
+
+@functools.lru_cache(maxsize=256)
+def accepted(event_type: str, outcome: str) -> Counter:
+    """EVENTS_ACCEPTED for one event type and outcome."""
+    return EVENTS_ACCEPTED.labels(event_type, outcome)
 
 
 def render() -> bytes:

@@ -139,13 +139,15 @@ def main(ctx: click.Context, connections: int, seconds: float, rounds: int) -> N
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by every thread of a process (Linux /proc)."""
+    """CPU time (user + system) used so far by every thread of a process and of its running child
+    processes, such as the inbox writer (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    total = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        total += sum(process_cpu_seconds(int(child)) for child in (task / "children").read_text().split())
+    return total
 
 
 async def alternate(

@@ -49,6 +49,14 @@ def wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the service did not become ready")
 
 
+def children_of(pid: int) -> list[int]:
+    """The running child processes of a process (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def event_body(n: int) -> bytes:
     return json.dumps(
         {
@@ -90,8 +98,17 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path):
             thread.start()
         while len(acknowledged) < 300:
             time.sleep(0.01)
+        writers = children_of(service.pid)
+        assert writers, "the service runs its inbox writer as a child process"
         os.kill(service.pid, signal.SIGKILL)
         service.wait(timeout=10)
+        # The writer sees the service's end of the socket close, commits what it read, and exits.
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in writers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in writers), (
+            "the inbox writer outlived the service"
+        )
         stop.set()
         for thread in senders:
             thread.join(timeout=10)

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from connector.inbox import InboxRecord, SqliteInbox
+from connector.inbox import InboxRecord
 from connector.inbox_queue import open_queue
+from connector.sqlite_inbox import SqliteInbox
 
 
 def record(n: int, company_id: int = 1, status: str = "pending") -> InboxRecord:

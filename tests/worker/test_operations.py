@@ -143,7 +143,8 @@ def test_events_made_from_csv_rows_stay_out_of_the_events_log(connector, samples
     import asyncio
 
     from connector.events import decode_body, subject_of
-    from connector.inbox import CSV_IMPORT_ENDPOINT, InboxRecord, SqliteInbox
+    from connector.inbox import CSV_IMPORT_ENDPOINT, InboxRecord
+    from connector.sqlite_inbox import SqliteInbox
 
     decoded = decode_body(samples["customer_updated"])
     inbox = SqliteInbox.open(connector.settings.data_dir)

@@ -7,7 +7,8 @@ import json
 import sqlite3
 
 from connector.events import decode_body, subject_of
-from connector.inbox import InboxRecord, SqliteInbox, inbox_path
+from connector.inbox import InboxRecord, inbox_path
+from connector.sqlite_inbox import SqliteInbox
 
 
 def store(connector, bodies: list[bytes], received_ms: int = 1_700_000_000_000) -> None:
