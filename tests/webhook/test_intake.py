@@ -118,9 +118,21 @@ def test_new_fields_from_doopage_are_ignored_but_kept(client, settings, samples)
     assert stored_rows(settings)[0][4] == body
 
 
-def test_charset_in_content_type_is_fine(client, samples):
-    headers = {"content-type": "application/json; charset=utf-8"}
-    assert client.post(URL, content=samples["customer_created"], headers=headers).status_code == 200
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "text/json",
+        "application/vnd.doopage+json",
+        None,
+    ],
+)
+def test_any_json_content_type_or_none_is_fine(client, samples, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post(URL, content=samples["customer_created"], headers=headers)
+    assert response.status_code == 200
+    assert response.json()["status"] == "stored"
 
 
 def test_company_not_accepted_on_the_endpoint_is_refused_and_not_stored(client_for, samples):
