@@ -1,11 +1,13 @@
 """Benchmark: durable webhook intake against a no-op endpoint, side by side in one run.
 
 Starts two servers on this machine with the same uvicorn settings:
-  * the real service (``doopage-sheets serve``): decode, store in the SQLite inbox, commit, answer;
+  * the real service (``doopage-sheets serve``): decode, store in the SQLite inbox (through its writer
+    process), commit, answer;
   * a no-op Litestar endpoint that decodes the same body the same way and answers 200 without storing.
 Then drives both with the same closed-loop load (``--connections`` keep-alive connections), alternating
 between them in short rounds so that noise on this shared machine falls on both alike, and prints
-acknowledged events per second, their ratio, and acknowledgement latency percentiles.
+acknowledged events per second, their ratio, acknowledgement latency percentiles, and the CPU time each
+server used per acknowledgement (all its processes: the inbox writer counts).
 
     python scripts/bench_ingest.py                      # 32 connections, 10 s on each server
     python scripts/bench_ingest.py --seconds 4 --rounds 2
@@ -32,6 +34,7 @@ from litestar.params import FromPath
 from loadgen import LoadResult, customer_event, run_load
 
 from connector.app import IntakeResult
+from connector.commands.service import tune_interpreter_for_serving
 from connector.events import decode_body
 
 TOKEN = "bench-token-0123456789abcdef"
@@ -101,7 +104,12 @@ def report(name: str, result: LoadResult) -> str:
 @click.group(invoke_without_command=True)
 @click.option("--connections", default=32, show_default=True, help="Concurrent keep-alive connections.")
 @click.option("--seconds", default=10.0, show_default=True, help="Measured seconds on each server.")
-@click.option("--rounds", default=5, show_default=True, help="Alternations between the two servers.")
+@click.option(
+    "--rounds",
+    default=10,
+    show_default=True,
+    help="Alternations between the two servers (short rounds share the machine's moods more evenly).",
+)
 @click.pass_context
 def main(ctx: click.Context, connections: int, seconds: float, rounds: int) -> None:
     """Measure durable intake throughput against a no-op endpoint."""
@@ -178,7 +186,9 @@ async def alternate(
 def serve_noop(port: int) -> None:
     """Run the no-op endpoint (used by the benchmark itself)."""
     app = Litestar([noop_receive, noop_health], request_max_body_size=BODY_LIMIT, openapi_config=None)
-    # The settings `doopage-sheets serve` uses, with log_level = "warning" as in the bench config.
+    # The settings `doopage-sheets serve` uses (interpreter and uvicorn), with log_level = "warning" as in
+    # the bench config.
+    tune_interpreter_for_serving()
     uvicorn.run(
         app,
         host="127.0.0.1",
