@@ -1,12 +1,12 @@
 """The embedded inbox: a SQLite file written by a writer process of its own.
 
-Durability costs an fsync per commit. Instead of one commit per request, the requests of one turn of the
-event loop go to the writer (:mod:`connector.inbox_writer`) as one batch over a socket pair, and the
-writer puts whatever batches are waiting into one transaction (group commit). Each caller awaits its own
-future, resolved when the answer to its batch comes back, that is after the commit that holds its row:
-nothing is acknowledged before it is on disk, and the event loop never waits for SQLite. The socket is
-served by the event loop itself (no thread), so a busy loop and the writer never take turns for the
-interpreter lock.
+Durability costs an fsync per commit. Instead of one commit per request, requests go to the writer
+(:mod:`connector.inbox_writer`) in batches over a socket pair, one batch per transaction (group commit):
+while the writer commits one batch, the requests arriving meanwhile queue up and go together as the next
+one as soon as it answers. Each caller awaits its own future, resolved when the answer to its batch comes
+back, that is after the commit that holds its row: nothing is acknowledged before it is on disk, and the
+event loop never waits for SQLite. The socket is served by the event loop itself (no thread), so a busy
+loop and the writer never take turns for the interpreter lock.
 
 If the writer process dies, the requests it had not answered fail with StoreError (503: DooPage delivers
 them again, and whatever had been stored is then a duplicate) and the next request starts a new one.

@@ -25,7 +25,7 @@ def tune_interpreter_for_serving() -> None:
     """Interpreter settings for the web service, measured with scripts/bench_ingest.py.
 
     * Every request waiting for its commit keeps its objects alive, so with the default gen-0 threshold
-      (700) the cyclic garbage collector ran every ~75 requests and took about 4% of the service's CPU,
+      (700) the cyclic garbage collector ran every ~75 requests and took about 3% of the service's CPU,
       though requests make no garbage cycles; at 10,000 it hardly runs. Start-up objects are frozen out
       of its scans altogether.
     * The embedded worker thread and the event loop share the interpreter lock; with the default 5 ms
