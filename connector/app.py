@@ -55,7 +55,8 @@ class IntakeResult(msgspec.Struct, frozen=True):
 
 def _admit(token: str, request: Request[None, None, State]) -> EndpointSettings:
     """The endpoint this request may use, or the HTTP error refusing it (counted)."""
-    gate: Gate = request.app.state.gate
+    # Subscripted: attribute access to app state goes through a failed lookup first, per request.
+    gate: Gate = request.app.state["gate"]
     try:
         endpoint = gate.find(token)
         if gate.guarded(endpoint):  # the client's address and headers are read only when they matter
@@ -159,7 +160,7 @@ class EventBodyOperation(Operation):
 async def receive(token: FromPath[str], request: Request[None, None, State]) -> IntakeResult:
     """Decode one DooPage event and store it durably; answer only once it is committed."""
     endpoint = _admit(token, request)
-    metrics.received(endpoint.name).inc()
+    metrics.INTAKE.received[endpoint.name] += 1
     if not _is_json(request):
         raise _reject(
             "media_type", UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
@@ -176,7 +177,7 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
     if not endpoint.accepts(event.company_id):
         refusal = PermissionDeniedException(f"company_id {event.company_id} is not accepted on this endpoint")
         raise _reject("company", refusal)
-    inbox: Inbox = request.app.state.inbox
+    inbox: Inbox = request.app.state["inbox"]
     record = InboxRecord(
         received_ms=now_ms(),
         endpoint=endpoint.name,
@@ -196,7 +197,7 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
             "store", ServiceUnavailableException("the event could not be stored; retry later")
         ) from None
     outcome = "stored" if stored else "duplicate"
-    metrics.accepted(event.event_type, outcome).inc()
+    metrics.INTAKE.accepted[event.event_type, outcome] += 1
     return IntakeResult(outcome, event.event_type)
 
 

@@ -110,27 +110,30 @@ def report(name: str, result: LoadResult) -> str:
     show_default=True,
     help="Alternations between the two servers (short rounds share the machine's moods more evenly).",
 )
+@click.option(
+    "--instances",
+    default=2,
+    show_default=True,
+    help="Fresh server processes of each kind, the time split between them: two processes of the same "
+    "server differ by up to ~5% here (hash seeds, memory layout), so one pair alone can tilt the ratio.",
+)
 @click.pass_context
-def main(ctx: click.Context, connections: int, seconds: float, rounds: int) -> None:
+def main(ctx: click.Context, connections: int, seconds: float, rounds: int, instances: int) -> None:
     """Measure durable intake throughput against a no-op endpoint."""
     if ctx.invoked_subcommand is not None:
         return
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
-        real_port, noop_port = free_port(), free_port()
-        config = write_config(Path(folder), real_port)
-        real = subprocess.Popen([sys.executable, "-m", "connector", "serve", "--config", str(config)])
-        noop = subprocess.Popen([sys.executable, __file__, "serve-noop", "--port", str(noop_port)])
-        try:
-            wait_healthy(real_port, real)
-            wait_healthy(noop_port, noop)
-            servers = ((real_port, real.pid), (noop_port, noop.pid))
-            results = asyncio.run(alternate(servers, connections, seconds, rounds))
-        finally:
-            for process in (real, noop):
-                process.terminate()
-                process.wait(timeout=30)
-    (durable, durable_cpu), (baseline, baseline_cpu) = results
-    click.echo(f"\n{connections} connections, {seconds:.0f} s on each server in {rounds} alternating rounds")
+    durable, durable_cpu = LoadResult(seconds=0.0), 0.0
+    baseline, baseline_cpu = LoadResult(seconds=0.0), 0.0
+    for _ in range(instances):
+        (real, real_cpu), (noop, noop_cpu) = measure_pair(
+            connections, seconds / instances, max(1, rounds // instances)
+        )
+        durable, durable_cpu = durable.merge(real), durable_cpu + real_cpu
+        baseline, baseline_cpu = baseline.merge(noop), baseline_cpu + noop_cpu
+    click.echo(
+        f"\n{connections} connections, {seconds:.0f} s on each server in {rounds} alternating rounds, "
+        f"over {instances} pairs of server processes"
+    )
     header = f"{'server':<22} {'acks/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'acks':>9} {'errors':>7}"
     click.echo(f"{header} {'cpu ms/ack':>11}")
     click.echo(
@@ -144,6 +147,26 @@ def main(ctx: click.Context, connections: int, seconds: float, rounds: int) -> N
     click.echo(
         f"server CPU per ack, durable / no-op: {durable_cpu / durable.acknowledged / (baseline_cpu / baseline.acknowledged):.2f}x"
     )
+
+
+def measure_pair(
+    connections: int, seconds: float, rounds: int
+) -> tuple[tuple[LoadResult, float], tuple[LoadResult, float]]:
+    """Start both servers, alternate load between them, stop them; each one's result and CPU seconds."""
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
+        real_port, noop_port = free_port(), free_port()
+        config = write_config(Path(folder), real_port)
+        real = subprocess.Popen([sys.executable, "-m", "connector", "serve", "--config", str(config)])
+        noop = subprocess.Popen([sys.executable, __file__, "serve-noop", "--port", str(noop_port)])
+        try:
+            wait_healthy(real_port, real)
+            wait_healthy(noop_port, noop)
+            servers = ((real_port, real.pid), (noop_port, noop.pid))
+            return asyncio.run(alternate(servers, connections, seconds, rounds))
+        finally:
+            for process in (real, noop):
+                process.terminate()
+                process.wait(timeout=30)
 
 
 def process_cpu_seconds(pid: int) -> float:
