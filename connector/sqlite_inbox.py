@@ -286,7 +286,7 @@ class SqliteInbox:
         self._writer = None
         self._restart_after = time.monotonic() + RESTART_DELAY_S
         log.error(
-            "the inbox writer process stopped (exit code %s); %d waiting requests answered 503",
+            "the inbox writer process stopped (exit code %s); %d waiting requests refused, to be retried",
             writer.exit_code(),
             sum(len(batch) for batch in self._waiting.values()),
         )
