@@ -1,7 +1,8 @@
 """Running a uvicorn server in a background thread of this process, for the length of a block.
 
 The connector does this for the built-in local Sheets server (when no Google credentials are configured)
-and for ``demo``; tests do it for the apps they drive over real HTTP.
+and for ``demo``; tests do it for the apps they drive over real HTTP. :func:`free_port` finds a loopback
+port for such a server (or a process of its own) to listen on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from contextlib import contextmanager
 
 import uvicorn
 
-__all__ = ["serving"]
+__all__ = ["free_port", "serving"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextmanager

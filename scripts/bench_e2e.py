@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -29,19 +28,19 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
-from loadgen import SendResult, send_each
+from loadgen import SendResult, send_each, wait_answering
 
 from connector.events import CUSTOMER_EVENT_TYPES
 from connector.inbox import inbox_path
 from connector.localsheets.testing import LocalSheets, LocalSheetsAdminError, local_sheets_process
 from connector.settings import WorkerSettings
+from connector.threaded_server import free_port
 
 TOKEN = "bench-e2e-token-0123456789abcdef"
 PATH = f"/webhooks/doopage/{TOKEN}"
@@ -100,27 +99,6 @@ def write_settings(
         encoding="utf-8",
     )
     return path
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    """Wait until the service answers /readyz."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the service exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("the service did not start")
 
 
 @dataclass
@@ -271,7 +249,7 @@ def main(
         ]
         service = processes[0]
         try:
-            wait_ready(port, service)
+            wait_answering(port, service, "/readyz")
             sheets.reset_counts()
             observer = Observer(sheets, poll_ms / 1000)
             poller = threading.Thread(target=observer.run, name="sheet-poller")

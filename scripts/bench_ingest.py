@@ -18,12 +18,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import click
@@ -31,11 +28,12 @@ import uvicorn
 from litestar import Litestar, MediaType, Request, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
-from loadgen import LoadResult, customer_event, run_load
+from loadgen import LoadResult, customer_event, run_load, wait_answering
 
 from connector.app import IntakeResult
 from connector.commands.service import tune_interpreter_for_serving
 from connector.events import decode_body
+from connector.threaded_server import free_port
 
 TOKEN = "bench-token-0123456789abcdef"
 PATH = f"/webhooks/doopage/{TOKEN}"
@@ -53,27 +51,6 @@ async def noop_receive(token: FromPath[str], request: Request[None, None, State]
 def noop_health(request: Request[None, None, State]) -> str:
     """Up."""
     return "ok"
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    """Wait until the server on ``port`` answers /healthz."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server on port {port} did not start")
 
 
 def write_config(folder: Path, port: int) -> Path:
@@ -159,8 +136,8 @@ def measure_pair(
         real = subprocess.Popen([sys.executable, "-m", "connector", "serve", "--config", str(config)])
         noop = subprocess.Popen([sys.executable, __file__, "serve-noop", "--port", str(noop_port)])
         try:
-            wait_healthy(real_port, real)
-            wait_healthy(noop_port, noop)
+            wait_answering(real_port, real)
+            wait_answering(noop_port, noop)
             servers = ((real_port, real.pid), (noop_port, noop.pid))
             return asyncio.run(alternate(servers, connections, seconds, rounds))
         finally:

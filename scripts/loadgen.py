@@ -2,8 +2,9 @@
 
 :func:`run_load` keeps ``connections`` keep-alive connections busy for a while, each sending one request
 after another (a closed loop), and records every answer's status and latency; :func:`send_each` sends a
-given list of bodies once each, optionally on a fixed schedule, and records every body's outcome. It speaks just enough HTTP/1.1 for our own
-servers (Content-Length bodies), which keeps the client far cheaper per request than the server it
+given list of bodies once each, optionally on a fixed schedule, and records every body's outcome;
+:func:`wait_answering` waits for a server a benchmark started. It speaks just enough HTTP/1.1 for our
+own servers (Content-Length bodies), which keeps the client far cheaper per request than the server it
 measures: with two cores, a heavyweight client would measure itself.
 
 Use it only against servers on this machine (loopback).
@@ -16,7 +17,9 @@ import itertools
 import json
 import math
 import statistics
+import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -229,3 +232,17 @@ def customer_event(n: int) -> bytes:
         },
         ensure_ascii=False,
     ).encode()
+
+
+def wait_answering(port: int, process: subprocess.Popen[bytes], path: str = "/healthz") -> None:
+    """Wait until the server ``process`` started answers ``path`` on ``port`` (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server on port {port} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"the server on port {port} did not answer {path} within 30 s")

@@ -7,7 +7,6 @@ them, and prints every worksheet as a table. Google is never involved, whatever 
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,24 +28,18 @@ from connector.samples import sample_bodies
 from connector.settings import Settings
 from connector.sheets.config import SheetsSettings
 from connector.sheets_backend import sheets_backend
-from connector.threaded_server import serving
+from connector.threaded_server import free_port, serving
 
 WAIT_SECONDS = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def demo_settings(settings: Settings, data_dir: Path) -> Settings:
     """The settings for a demo run: loopback, free ports, a fresh data directory, the local Sheets server."""
     server = msgspec.structs.replace(
-        settings.server, host="127.0.0.1", port=_free_port(), data_dir=str(data_dir)
+        settings.server, host="127.0.0.1", port=free_port(), data_dir=str(data_dir)
     )
     local = msgspec.structs.replace(
-        settings.local_sheets, host="127.0.0.1", port=_free_port(), data_file="demo.json"
+        settings.local_sheets, host="127.0.0.1", port=free_port(), data_file="demo.json"
     )
     worker = msgspec.structs.replace(settings.worker, embedded=True, max_delay_ms=100)
     return msgspec.structs.replace(

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from connector.localsheets.testing import LocalSheets, local_sheets_process
-from tests.e2e.harness import Service, free_port, write_settings
+from connector.threaded_server import free_port
+from tests.e2e.harness import Service, write_settings
 
 # The load generator the benchmarks share lives in scripts/, which is not a package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))

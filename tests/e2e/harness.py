@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,13 +41,6 @@ TITLES = ("Customers", "Orders", "Events")
 UNKNOWABLE = {"Events": {"Received"}}
 
 Row = list[Any]
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_settings(folder: Path, api_root: str, spreadsheet_id: str, port: int) -> Path:

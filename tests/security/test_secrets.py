@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.logs import RedactingFilter
 from connector.samples import sample_bodies
+from connector.threaded_server import free_port
 from tests.security.conftest import KEY, PASSWORD, TOKEN
 
 CONFIG = """
@@ -34,12 +34,6 @@ token = "env:TEST_DOOPAGE_TOKEN"
 validation_key = "env:TEST_DOOPAGE_KEY"
 basic_auth = {{ username = "doopage", password = "file:password.txt" }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def exercise_service(tmp_path, fmt: str) -> str:

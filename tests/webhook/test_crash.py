@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,13 +17,8 @@ import httpx
 from connector.events import decode_body
 from connector.inbox import inbox_path
 from connector.settings import load_settings
+from connector.threaded_server import free_port
 from tests.webhook.conftest import JSON, URL, write_config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_service(config: Path) -> subprocess.Popen[bytes]:
