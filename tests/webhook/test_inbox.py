@@ -13,14 +13,15 @@ from connector.sqlite_inbox import SqliteInbox
 from tests.webhook.conftest import JSON, URL
 
 
-def record(n: int) -> InboxRecord:
+def record(n: int, body: bytes = b"{}") -> InboxRecord:
+    """The n-th distinct timestamped record (dedup key ``key-<n>``)."""
     return InboxRecord(
         received_ms=1,
         endpoint="main",
         company_id=1,
         event_type="customer_created",
         event_ms=n,
-        body=b"{}",
+        body=body,
         content_key=f"key-{n}",
     )
 

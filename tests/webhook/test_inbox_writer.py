@@ -16,22 +16,11 @@ from hypothesis import strategies as st
 
 from connector import sqlite_inbox
 from connector.errors import StoreError
-from connector.inbox import InboxRecord, inbox_path
+from connector.inbox import inbox_path
 from connector.inbox_writer import Committed, FrameReader, WriteBatch, frame
 from connector.sqlite_inbox import SqliteInbox
 from tests.webhook.conftest import JSON, URL
-
-
-def record(n: int, body: bytes = b"{}") -> InboxRecord:
-    return InboxRecord(
-        received_ms=1,
-        endpoint="main",
-        company_id=1,
-        event_type="customer_created",
-        event_ms=n,
-        body=body,
-        content_key=f"key-{n}",
-    )
+from tests.webhook.test_inbox import record
 
 
 def stored_keys(inbox: SqliteInbox) -> set[str]:
