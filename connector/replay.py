@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from connector.errors import ConfigError, ConnectorError
-from connector.events import UnknownEvent, decode_body
 from connector.inbox import CSV_IMPORT_ENDPOINT
 from connector.inbox_queue import InboxQueue, StoredEvent
 from connector.mapping import CompanyMapping, SheetMapping
@@ -23,7 +22,7 @@ from connector.sheets.plan import WorksheetBatch
 from connector.sheets.writer import SheetWriter
 from connector.state import EntityKey, EntityState, Envelope, fold_batch
 from connector.state_store import StateStore
-from connector.worker import worksheet_batches
+from connector.worker import envelope_of, worksheet_batches
 
 __all__ = ["ReplayBusyError", "ReplayReport", "company_or_error", "envelopes_of", "replay_company"]
 
@@ -50,15 +49,9 @@ class ReplayReport:
 
 
 def envelopes_of(stored: Iterable[StoredEvent]) -> list[Envelope]:
-    """The fold inputs of stored events; events that do not decode as a known type are skipped."""
-    envelopes = []
-    for event in stored:
-        decoded = decode_body(event.body).event
-        if not isinstance(decoded, UnknownEvent):
-            envelopes.append(
-                Envelope(event=decoded, received_ms=event.received_ms, dedup_key=event.dedup_key)
-            )
-    return envelopes
+    """The fold inputs of stored events; events that do not decode as a known type are skipped (the
+    worker parks them as failed with the reason)."""
+    return [envelope for envelope in map(envelope_of, stored) if not isinstance(envelope, str)]
 
 
 def replay_company(

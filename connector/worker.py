@@ -38,7 +38,7 @@ from connector.sheets.writer import SheetWriter
 from connector.state import EntityKey, EntityState, Envelope, entity_key, fold_batch
 from connector.state_store import StateStore
 
-__all__ = ["PassReport", "Worker", "WorkerThread", "worksheet_batches"]
+__all__ = ["PassReport", "Worker", "WorkerThread", "envelope_of", "worksheet_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,18 @@ class PassReport:
     flushes: int = 0
     sheets_requests: int = 0
     latencies_ms: list[int] = field(default_factory=list)  # receive -> written, per event done
+
+
+def envelope_of(stored: StoredEvent) -> Envelope | str:
+    """The fold input for a stored event, or why it has none (its body no longer decodes, or its type is
+    one this version does not know)."""
+    try:
+        event = decode_body(stored.body).event
+    except EventDecodeError as exc:
+        return f"stored body does not decode: {exc}"
+    if isinstance(event, UnknownEvent):
+        return f"unknown event type {event.event_type!r}"
+    return Envelope(event=event, received_ms=stored.received_ms, dedup_key=stored.dedup_key)
 
 
 class Worker:
@@ -140,18 +152,13 @@ class Worker:
         return report
 
     def _envelope(self, stored: StoredEvent, report: PassReport) -> Envelope | None:
-        """The fold input for a stored event; an event that no longer decodes is parked with the reason."""
-        try:
-            event = decode_body(stored.body).event
-        except EventDecodeError as exc:
-            self.queue.finish([stored.id], "failed", f"stored body does not decode: {exc}")
+        """The fold input for a stored event; an event that cannot be folded is parked with the reason."""
+        envelope = envelope_of(stored)
+        if isinstance(envelope, str):
+            self.queue.finish([stored.id], "failed", envelope)
             report.failed += 1
             return None
-        if isinstance(event, UnknownEvent):
-            self.queue.finish([stored.id], "failed", f"unknown event type {event.event_type!r}")
-            report.failed += 1
-            return None
-        return Envelope(event=event, received_ms=stored.received_ms, dedup_key=stored.dedup_key)
+        return envelope
 
     def _flush_spreadsheet(
         self, spreadsheet_id: str, items: list[tuple[StoredEvent, Envelope]], report: PassReport

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from connector.cli import main
+from connector.inbox import inbox_path
 from connector.settings import load_settings
 from connector.worker import WorkerThread
 from tests.worker.test_worker import ORDER, store
@@ -69,6 +71,20 @@ def test_replay_rebuilds_a_damaged_sheet_and_changes_nothing_the_second_time(con
     connector.sheets.reset_counts()
     run(connector, "replay", "--company", "1")
     assert {title: connector.rows(title) for title in expected} == expected
+
+
+def test_replay_skips_a_stored_body_that_no_longer_decodes(connector, samples):
+    store(connector, [samples[name] for name in ORDER])
+    connector.worker.run_once()
+    expected = {title: connector.rows(title) for title in ("Customers", "Orders")}
+    # A body this version cannot read any more (a damaged row, or a format a later DooPage changed).
+    with sqlite3.connect(inbox_path(connector.settings.data_dir)) as conn:
+        conn.execute("UPDATE events SET body = ? WHERE event_type = 'note_changed'", (b'{"event_type": 1}',))
+
+    result = run(connector, "replay", "--company", "1")
+    assert result.exit_code == 0, result.output
+    assert "10 events folded into 2 customers and orders" in result.output
+    assert connector.rows("Orders") == expected["Orders"]
 
 
 def test_replay_onto_a_new_spreadsheet(connector, samples):
