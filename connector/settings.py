@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from connector.errors import ConfigError
-from connector.mapping import MappingSettings
 from connector.sheets.config import SheetsSettings
+from connector.sync.mapping import MappingSettings
 
 __all__ = [
     "BasicAuth",
@@ -131,7 +131,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
 
     endpoints: Annotated[list[EndpointSettings], msgspec.Meta(min_length=1)]
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
-    mapping: MappingSettings = msgspec.field(default_factory=MappingSettings)  # see connector.mapping
+    mapping: MappingSettings = msgspec.field(default_factory=MappingSettings)  # see connector.sync.mapping
     sheets: SheetsSettings = msgspec.field(default_factory=SheetsSettings)  # see connector.sheets.config
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     local_sheets: LocalSheetsSettings = msgspec.field(default_factory=LocalSheetsSettings)

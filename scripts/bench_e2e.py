@@ -37,9 +37,9 @@ import click
 from loadgen import SendResult, send_each, wait_answering
 
 from connector.events import CUSTOMER_EVENT_TYPES
-from connector.inbox import inbox_path
 from connector.localsheets.testing import LocalSheets, LocalSheetsAdminError, local_sheets_process
 from connector.settings import WorkerSettings
+from connector.store.inbox import inbox_path
 from connector.threaded_server import free_port
 
 TOKEN = "bench-e2e-token-0123456789abcdef"

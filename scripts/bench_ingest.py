@@ -30,9 +30,9 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from loadgen import LoadResult, customer_event, run_load, wait_answering
 
-from connector.app import IntakeResult
 from connector.commands.service import tune_interpreter_for_serving
 from connector.events import decode_body
+from connector.intake.app import IntakeResult
 from connector.threaded_server import free_port
 
 TOKEN = "bench-token-0123456789abcdef"

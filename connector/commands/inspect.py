@@ -12,12 +12,12 @@ from rich.table import Table
 
 from connector.commands.common import config_option, format_ms, load_or_exit
 from connector.errors import ConfigError
-from connector.inbox import STATUSES, inbox_path, now_ms
-from connector.inbox_queue import open_queue
 from connector.settings import Settings
+from connector.store.inbox import STATUSES, inbox_path, now_ms
+from connector.store.sqlite_queue import open_queue
 
 if TYPE_CHECKING:
-    from connector.mapping import SheetMapping
+    from connector.sync.mapping import SheetMapping
 
 
 @click.command()
@@ -85,7 +85,7 @@ def check_config(config_path: Path, online: bool) -> None:
     Exits 2 on a configuration mistake (naming the file, the path in it and the reason), and with
     --online exits 1 when a spreadsheet cannot be opened.
     """
-    from connector.mapping import describe_mapping, load_mapping
+    from connector.sync.mapping import describe_mapping, load_mapping
 
     settings = load_or_exit(config_path)
     try:
@@ -104,9 +104,9 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
     import gspread
     import requests
 
-    from connector.routing import Router
     from connector.sheets import connect as connect_sheets
     from connector.sheets.retry import classify_failure
+    from connector.sync.routing import Router
 
     try:
         connection = connect_sheets(settings.sheets, source=settings.source)

@@ -22,9 +22,9 @@ from connector.commands.common import (
     load_or_exit,
     setup_logging,
 )
-from connector.inbox_queue import open_queue
 from connector.samples import sample_bodies
-from connector.sheets_backend import sheets_backend
+from connector.sheets.backend import sheets_backend
+from connector.store.sqlite_queue import open_queue
 
 
 @click.group()
@@ -87,11 +87,11 @@ def failed_retry(config_path: Path, company_id: int | None) -> None:
 )
 def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> None:
     """Rebuild a company's rows from its stored events and write them all again (idempotent)."""
-    from connector.mapping import load_mapping
-    from connector.replay import company_or_error, replay_company
     from connector.sheets.errors import SheetsError
     from connector.sheets.writer import SheetWriter
-    from connector.state_store import StateStore
+    from connector.store.sqlite_state import StateStore
+    from connector.sync.mapping import load_mapping
+    from connector.sync.replay import company_or_error, replay_company
 
     settings = load_or_exit(config_path)
     setup_logging(settings, "warning")

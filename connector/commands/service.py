@@ -18,7 +18,7 @@ from connector.commands.common import (
     load_or_exit,
     setup_logging,
 )
-from connector.sheets_backend import sheets_backend
+from connector.sheets.backend import sheets_backend
 
 
 def tune_interpreter_for_serving() -> None:
@@ -43,7 +43,7 @@ def serve(config_path: Path) -> None:
     """Run the webhook service (under uvicorn) until SIGINT or SIGTERM."""
     import uvicorn
 
-    from connector.app import create_app
+    from connector.intake.app import create_app
 
     settings = load_or_exit(config_path)
     setup_logging(settings)
@@ -62,7 +62,7 @@ def serve(config_path: Path) -> None:
             log_level=settings.server.log_level,
             # Request logs would put the path token, a secret, into the log.
             access_log=False,
-            # X-Forwarded-For is judged by server.trusted_proxies (connector.access), not by uvicorn.
+            # X-Forwarded-For is judged by server.trusted_proxies (connector.intake.access), not by uvicorn.
             proxy_headers=False,
             log_config=None,
         )
@@ -76,7 +76,7 @@ def worker(config_path: Path) -> None:
     Use it with `worker.embedded = false` so that `serve` only takes webhooks; running both is safe too
     (a spreadsheet is flushed from one place at a time), just not useful.
     """
-    from connector.worker import WorkerThread
+    from connector.sync.worker import WorkerThread
 
     settings = load_or_exit(config_path)
     setup_logging(settings)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.backfill import (
+from connector.store.inbox import connect, count_events, inbox_path
+from connector.sync.backfill import (
     CsvOptions,
     import_records,
     parse_column_map,
@@ -17,8 +18,7 @@ from connector.backfill import (
     read_csv,
     write_backfill,
 )
-from connector.inbox import connect, count_events, inbox_path
-from connector.mapping import load_mapping
+from connector.sync.mapping import load_mapping
 from tests.backfill.conftest import Backfill
 
 AS_OF = "2024-01-01T00:00:00Z"  # 1704067200 s

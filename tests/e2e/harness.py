@@ -26,11 +26,11 @@ from typing import Any
 import httpx
 
 from connector.events import CUSTOMER_EVENT_TYPES, ORDER_EVENT_TYPES, UnknownEvent, decode_body
-from connector.inbox import inbox_path
 from connector.localsheets.testing import LocalSheets
-from connector.mapping import load_mapping, rows_for
 from connector.settings import Settings, load_settings
-from connector.state import EntityState, Envelope, fold_batch
+from connector.store.inbox import inbox_path
+from connector.sync.mapping import load_mapping, rows_for
+from connector.sync.state import EntityState, Envelope, fold_batch
 
 TOKEN = "e2e-test-token-0123456789abcdef"
 PATH = f"/webhooks/doopage/{TOKEN}"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from connector.errors import StoreError
-from connector.state import EntityKey, fold_batch
-from connector.state_store import StateStore, state_path
+from connector.store.sqlite_state import StateStore, state_path
+from connector.sync.state import EntityKey, fold_batch
 
 from .conftest import sample
 

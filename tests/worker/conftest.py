@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from connector.inbox_queue import InboxQueue, open_queue
 from connector.localsheets.testing import LocalSheets
-from connector.routing import Router
 from connector.settings import Settings, load_settings
 from connector.sheets.writer import SheetWriter
-from connector.state_store import StateStore
-from connector.worker import Worker
+from connector.store.sqlite_queue import InboxQueue, open_queue
+from connector.store.sqlite_state import StateStore
+from connector.sync.routing import Router
+from connector.sync.worker import Worker
 from tests import settings_files
 
 TOKEN = "worker-test-token-0123456789"
@@ -51,7 +51,7 @@ def connector(tmp_path: Path, local_sheets: LocalSheets) -> Iterator[Connector]:
     """A worker (not running) with its queue, state store and writer, and an empty spreadsheet."""
     spreadsheet_id = local_sheets.new_spreadsheet()
     settings = load_settings(write_settings(tmp_path, local_sheets.url, spreadsheet_id))
-    from connector.mapping import load_mapping
+    from connector.sync.mapping import load_mapping
 
     queue = open_queue(settings.data_dir)
     states = StateStore.open(settings.data_dir)

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from connector.inbox import InboxRecord
-from connector.inbox_queue import open_queue
-from connector.sqlite_inbox import SqliteInbox
+from connector.store.inbox import InboxRecord
+from connector.store.sqlite_intake import SqliteInbox
+from connector.store.sqlite_queue import open_queue
 
 
 def record(n: int, company_id: int = 1, status: str = "pending") -> InboxRecord:

@@ -13,9 +13,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from connector.cli import main
-from connector.inbox import inbox_path
 from connector.settings import load_settings
-from connector.worker import WorkerThread
+from connector.store.inbox import inbox_path
+from connector.sync.worker import WorkerThread
 from tests.worker.test_worker import ORDER, store
 
 
@@ -159,8 +159,8 @@ def test_events_made_from_csv_rows_stay_out_of_the_events_log(connector, samples
     import asyncio
 
     from connector.events import decode_body, subject_of
-    from connector.inbox import CSV_IMPORT_ENDPOINT, InboxRecord
-    from connector.sqlite_inbox import SqliteInbox
+    from connector.store.inbox import CSV_IMPORT_ENDPOINT, InboxRecord
+    from connector.store.sqlite_intake import SqliteInbox
 
     decoded = decode_body(samples["customer_updated"])
     inbox = SqliteInbox.open(connector.settings.data_dir)

@@ -7,8 +7,8 @@ import json
 import sqlite3
 
 from connector.events import decode_body, subject_of
-from connector.inbox import InboxRecord, inbox_path
-from connector.sqlite_inbox import SqliteInbox
+from connector.store.inbox import InboxRecord, inbox_path
+from connector.store.sqlite_intake import SqliteInbox
 
 
 def store(connector, bodies: list[bytes], received_ms: int = 1_700_000_000_000) -> None:
@@ -115,7 +115,7 @@ def test_a_flush_waits_for_the_request_budget_before_claiming(connector, samples
     from connector.sheets.config import RateLimitSettings
     from connector.sheets.ratelimit import RateLimiter
     from connector.sheets.writer import SheetWriter
-    from connector.worker import Worker
+    from connector.sync.worker import Worker
 
     class Clock:
         now = 1000.0

@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 
 from connector import metrics
 from connector.events import EventDecodeError, UnknownEvent, decode_body
-from connector.inbox import CSV_IMPORT_ENDPOINT, now_ms
-from connector.inbox_queue import InboxQueue, StoredEvent, open_queue
-from connector.mapping import CompanyMapping, load_mapping, rows_for
-from connector.routing import Router
 from connector.settings import Settings, WorkerSettings
 from connector.sheets.errors import PermanentSheetsError, SheetsError
 from connector.sheets.plan import WorksheetBatch
 from connector.sheets.writer import SheetWriter
-from connector.state import EntityKey, EntityState, Envelope, entity_key, fold_batch
-from connector.state_store import StateStore
+from connector.store.inbox import CSV_IMPORT_ENDPOINT, now_ms
+from connector.store.sqlite_queue import InboxQueue, StoredEvent, open_queue
+from connector.store.sqlite_state import StateStore
+from connector.sync.mapping import CompanyMapping, load_mapping, rows_for
+from connector.sync.routing import Router
+from connector.sync.state import EntityKey, EntityState, Envelope, entity_key, fold_batch
 
 __all__ = ["PassReport", "Worker", "WorkerThread", "envelope_of", "worksheet_batches"]
 

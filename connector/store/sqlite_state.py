@@ -1,6 +1,6 @@
 """Folded customer and order state, persisted in SQLite beside the inbox.
 
-The worker loads the state of the entities a batch touches, folds the batch (:mod:`connector.state`)
+The worker loads the state of the entities a batch touches, folds the batch (:mod:`connector.sync.state`)
 and saves the result in one transaction, so it never needs an entity's whole history. Save before the
 batch is acknowledged in the inbox: if the process dies between the two, the batch is folded again on
 restart, which changes nothing because folding is idempotent.
@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Final
 
 from connector.errors import StoreError
-from connector.state import EntityKey, EntityKind, EntityState, decode_state, encode_state
+from connector.sync.state import EntityKey, EntityKind, EntityState, decode_state, encode_state
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "StateStore", "state_path"]
 
@@ -57,7 +57,7 @@ def state_path(data_dir: Path) -> Path:
 
 
 class StateStore:
-    """Customer and order states by :class:`~connector.state.EntityKey`."""
+    """Customer and order states by :class:`~connector.sync.state.EntityKey`."""
 
     def __init__(self, path: Path, busy_timeout: float = 10.0) -> None:
         """Open the store at ``path``; a write waits up to ``busy_timeout`` seconds for another writer."""

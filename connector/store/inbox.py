@@ -2,8 +2,8 @@
 
 This module holds what every part of the service shares about it: the SQLite schema (one file in the
 data directory, WAL, ``synchronous=FULL``), the stored record, how to connect, and :class:`Inbox`, the
-narrow interface the webhook routes use. :class:`connector.sqlite_inbox.SqliteInbox` is the embedded
-implementation; :mod:`connector.inbox_writer` is the process that writes for it.
+narrow interface the webhook routes use. :class:`connector.store.sqlite_intake.SqliteInbox` is the embedded
+implementation; :mod:`connector.store.sqlite_writer` is the process that writes for it.
 """
 
 from __future__ import annotations

@@ -75,16 +75,16 @@ from connector.events import (
     decode_body,
     subject_of,
 )
-from connector.inbox import CSV_IMPORT_ENDPOINT, InboxRecord, connect, inbox_path
-from connector.inbox_queue import InboxQueue, StoredEvent, open_queue
-from connector.mapping import SheetMapping
-from connector.routing import Router
 from connector.settings import Settings
 from connector.sheets.plan import WorksheetBatch, plan_worksheet, request_size
 from connector.sheets.writer import FlushReport, SheetWriter
-from connector.sqlite_inbox import SqliteInbox
-from connector.state_store import StateStore
-from connector.worker import PassReport, Worker
+from connector.store.inbox import CSV_IMPORT_ENDPOINT, InboxRecord, connect, inbox_path
+from connector.store.sqlite_intake import SqliteInbox
+from connector.store.sqlite_queue import InboxQueue, StoredEvent, open_queue
+from connector.store.sqlite_state import StateStore
+from connector.sync.mapping import SheetMapping
+from connector.sync.routing import Router
+from connector.sync.worker import PassReport, Worker
 
 __all__ = [
     "BACKFILL_STATUS",

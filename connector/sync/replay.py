@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from connector.errors import ConfigError, ConnectorError
-from connector.inbox import CSV_IMPORT_ENDPOINT
-from connector.inbox_queue import InboxQueue, StoredEvent
-from connector.mapping import CompanyMapping, SheetMapping
 from connector.sheets.plan import WorksheetBatch
 from connector.sheets.writer import SheetWriter
-from connector.state import EntityKey, EntityState, Envelope, fold_batch
-from connector.state_store import StateStore
-from connector.worker import envelope_of, worksheet_batches
+from connector.store.inbox import CSV_IMPORT_ENDPOINT
+from connector.store.sqlite_queue import InboxQueue, StoredEvent
+from connector.store.sqlite_state import StateStore
+from connector.sync.mapping import CompanyMapping, SheetMapping
+from connector.sync.state import EntityKey, EntityState, Envelope, fold_batch
+from connector.sync.worker import envelope_of, worksheet_batches
 
 __all__ = ["ReplayBusyError", "ReplayReport", "company_or_error", "envelopes_of", "replay_company"]
 

@@ -31,13 +31,13 @@ from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE, HTTP_500_INTERNAL_SERVER_ERROR
 
 from connector import __version__, metrics
-from connector.access import AddressRefused, Gate
 from connector.errors import StoreError
 from connector.events import KNOWN_EVENT_TYPES, EventDecodeError, UnknownEvent, decode_body, subject_of
-from connector.inbox import STATUSES, Inbox, InboxRecord, now_ms
+from connector.intake.access import AddressRefused, Gate
 from connector.settings import EndpointSettings, Settings
-from connector.sqlite_inbox import SqliteInbox
-from connector.worker import WorkerThread
+from connector.store.inbox import STATUSES, Inbox, InboxRecord, now_ms
+from connector.store.sqlite_intake import SqliteInbox
+from connector.sync.worker import WorkerThread
 
 __all__ = ["IntakeResult", "create_app"]
 

@@ -1,7 +1,7 @@
 """The embedded inbox: a SQLite file written by a writer process of its own.
 
 Durability costs an fsync per commit. Instead of one commit per request, requests go to the writer
-(:mod:`connector.inbox_writer`) in batches over a socket pair, one batch per transaction (group commit):
+(:mod:`connector.store.sqlite_writer`) in batches over a socket pair, one batch per transaction (group commit):
 while the writer commits one batch, the requests arriving meanwhile queue up and go together as the next
 one as soon as it answers. Each caller awaits its own future, resolved when the answer to its batch comes
 back, that is after the commit that holds its row: nothing is acknowledged before it is on disk, and the
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Final
 
 from connector.errors import StoreError
-from connector.inbox import SCHEMA, InboxRecord, StatusCount, connect, count_events, inbox_path
-from connector.inbox_writer import Committed, FrameReader, WriteBatch, frame
+from connector.store.inbox import SCHEMA, InboxRecord, StatusCount, connect, count_events, inbox_path
+from connector.store.sqlite_writer import Committed, FrameReader, WriteBatch, frame
 
 __all__ = ["SqliteInbox"]
 
@@ -57,7 +57,7 @@ class _WriterProcess:
             command = [
                 sys.executable,
                 "-m",
-                "connector.inbox_writer",
+                "connector.store.sqlite_writer",
                 "--fd",
                 str(theirs.fileno()),
                 str(path),

@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from connector.inbox import SCHEMA, StatusCount, connect, count_events, inbox_path, now_ms, transaction
+from connector.store.inbox import SCHEMA, StatusCount, connect, count_events, inbox_path, now_ms, transaction
 
 __all__ = ["CompanyLag", "FailedEvent", "FlushRecord", "InboxQueue", "StoredEvent", "open_queue"]
 

@@ -1,6 +1,6 @@
 """The inbox writer: a process of its own that inserts webhook records into SQLite, committing in groups.
 
-The web service (:class:`connector.sqlite_inbox.SqliteInbox`) talks to it over a socket pair in
+The web service (:class:`connector.store.sqlite_intake.SqliteInbox`) talks to it over a socket pair in
 length-prefixed msgpack frames: a :class:`WriteBatch` out, a :class:`Committed` back once the batch is on
 disk. Whatever batches have arrived while one commit runs go into the next transaction together (group
 commit), so one fsync answers many requests. Being a separate process, its SQLite work runs beside the
@@ -9,7 +9,7 @@ event loop instead of taking turns with it for the interpreter lock.
 It stops when the service closes its end of the socket (or dies): what it has read by then is committed
 first. It ignores SIGINT and SIGTERM, which are the service's to handle.
 
-    python -m connector.inbox_writer --fd N PATH
+    python -m connector.store.sqlite_writer --fd N PATH
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import Final, Generic, TypeVar
 
 import msgspec
 
-from connector.inbox import InboxRecord, connect, transaction
+from connector.store.inbox import InboxRecord, connect, transaction
 
 __all__ = ["Committed", "FrameReader", "WriteBatch", "frame", "insert_all", "main"]
 
-log = logging.getLogger("connector.inbox_writer")
+log = logging.getLogger("connector.store.sqlite_writer")
 
 # How much one read takes from the socket; bounds the size of one group (about 1,500 typical bodies).
 READ_SIZE: Final = 1 << 20
@@ -245,7 +245,7 @@ def checkpoint_until(stopped: threading.Event, path: Path, interval_s: float = C
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the writer on an inherited socket until the service closes it."""
-    parser = argparse.ArgumentParser(prog="python -m connector.inbox_writer", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m connector.store.sqlite_writer", description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="the inherited socket's file descriptor")
     parser.add_argument("path", type=Path, help="the inbox database")
     args = parser.parse_args(argv)
