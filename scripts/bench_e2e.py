@@ -39,7 +39,7 @@ from loadgen import SendResult, send_each, wait_answering
 from connector.events import CUSTOMER_EVENT_TYPES
 from connector.localsheets.testing import LocalSheets, LocalSheetsAdminError, local_sheets_process
 from connector.settings import WorkerSettings
-from connector.store.inbox import inbox_path
+from connector.store.sqlite_schema import inbox_path
 from connector.threaded_server import free_port
 
 TOKEN = "bench-e2e-token-0123456789abcdef"

@@ -26,7 +26,7 @@ from connector.samples import sample_bodies
 from connector.settings import Settings
 from connector.sheets.backend import sheets_backend
 from connector.sheets.config import SheetsSettings
-from connector.store.sqlite_queue import open_queue
+from connector.store import open_work_store
 from connector.sync.mapping import load_mapping
 from connector.threaded_server import free_port, serving
 
@@ -72,7 +72,7 @@ def _service(settings: Settings) -> Iterator[str]:
 
 
 def _wait_until_written(settings: Settings) -> None:
-    queue = open_queue(settings.data_dir)
+    queue = open_work_store(settings)
     try:
         deadline = time.monotonic() + WAIT_SECONDS
         while queue.lag():

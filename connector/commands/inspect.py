@@ -13,8 +13,9 @@ from rich.table import Table
 from connector.commands.common import config_option, format_ms, load_or_exit
 from connector.errors import ConfigError
 from connector.settings import Settings
-from connector.store.inbox import STATUSES, inbox_path, now_ms
-from connector.store.sqlite_queue import open_queue
+from connector.store import open_work_store
+from connector.store.records import STATUSES, now_ms
+from connector.store.sqlite_schema import inbox_path
 
 if TYPE_CHECKING:
     from connector.sync.mapping import SheetMapping
@@ -29,7 +30,7 @@ def status(config_path: Path) -> None:
     if not path.exists():
         click.echo(f"no inbox yet at {path}: no event has been received")
         return
-    queue = open_queue(settings.data_dir)
+    queue = open_work_store(settings)
     try:
         counts, lag, flushes = queue.counts(), queue.lag(), queue.flushes()
     finally:

@@ -1,39 +1,37 @@
-"""The inbox: every accepted webhook body, stored durably before it is acknowledged.
+"""The SQLite store's schema and connections: one database file in the data directory for events, locks,
+entity state and flush records, WAL, ``synchronous=FULL``.
 
-This module holds what every part of the service shares about it: the SQLite schema (one file in the
-data directory, WAL, ``synchronous=FULL``), the stored record, how to connect, and :class:`Inbox`, the
-narrow interface the webhook routes use. :class:`connector.store.sqlite_intake.SqliteInbox` is the embedded
-implementation; :mod:`connector.store.sqlite_writer` is the process that writes for it.
+Keeping entity state in the same file as the events and locks lets one transaction check a flush's
+fencing token, save the state and mark its events done (:meth:`SqliteStore.commit_flush`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
-import msgspec
+from connector.errors import StoreError
+from connector.store.records import StatusCount
 
 __all__ = [
-    "CSV_IMPORT_ENDPOINT",
-    "STATUSES",
-    "Inbox",
-    "InboxRecord",
-    "StatusCount",
+    "SCHEMA",
+    "SCHEMA_VERSION",
     "connect",
     "count_events",
     "inbox_path",
-    "now_ms",
+    "migrate",
     "transaction",
 ]
 
-# pending: waiting for the worker; done: written to its sheets; failed: a permanent error, parked;
-# unrouted: its company has no spreadsheet mapping yet; unknown: an event type this version cannot read;
-# backfill: imported by `doopage-sheets backfill`, which writes it itself (the worker leaves it alone).
-STATUSES: Final = ("pending", "done", "failed", "unrouted", "unknown", "backfill")
+log = logging.getLogger(__name__)
+
+# 1: events, locks (name, owner, until_ms), flushes; entity state in a file of its own (state.sqlite3).
+# 2: locks carry a fencing token; entity state in this file; a probe row for writability checks.
+SCHEMA_VERSION: Final = 2
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (
@@ -60,7 +58,8 @@ CREATE INDEX IF NOT EXISTS untimed_by_subject ON events (company_id, subject, id
 CREATE TABLE IF NOT EXISTS locks (
     name     TEXT PRIMARY KEY,
     owner    TEXT    NOT NULL,
-    until_ms INTEGER NOT NULL
+    until_ms INTEGER NOT NULL,
+    token    INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS flushes (
     spreadsheet_id TEXT PRIMARY KEY,
@@ -69,86 +68,26 @@ CREATE TABLE IF NOT EXISTS flushes (
     last_error     TEXT,
     last_error_ms  INTEGER
 );
+CREATE TABLE IF NOT EXISTS entity_state (
+    kind        TEXT    NOT NULL,
+    company_id  INTEGER NOT NULL,
+    entity_id   INTEGER NOT NULL,
+    state       BLOB    NOT NULL,
+    PRIMARY KEY (kind, company_id, entity_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS probe (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    at_ms INTEGER NOT NULL
+);
 """
 
 COUNT_BY_STATUS: Final = """
 SELECT status, event_type, COUNT(*) FROM events GROUP BY status, event_type ORDER BY status, event_type
 """
 
-# The endpoint name of events made from CSV rows by `backfill`: folded into state like any event, but
-# never shown in an events worksheet, since DooPage never sent them.
-CSV_IMPORT_ENDPOINT: Final = "backfill-csv"
-
-
-def now_ms() -> int:
-    """Wall-clock time in milliseconds since the epoch."""
-    return time.time_ns() // 1_000_000
-
-
-class InboxRecord(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """One webhook body as it is stored.
-
-    ``content_key`` is the hash of the body's canonical JSON; ``subject`` what the event is about
-    (``customer:1``), None for an unknown type. Deduplication:
-
-    * an event with a ``timestamp`` is the same event whenever its content is the same; its dedup key is
-      its content key;
-    * an event without one (tag_set, tag_unset, note_changed, customer_pipeline_updated in DooPage's
-      samples) can truly happen twice with the same body: tag A set, unset, set again. It counts as a
-      repeated delivery only when it equals the latest timestamp-less event of the same subject, which is
-      also when storing it again could change nothing. Otherwise it is a new event and gets a dedup key of
-      its own (``<content key>@<received ms>``).
-    """
-
-    received_ms: int
-    endpoint: str
-    company_id: int
-    event_type: str
-    event_ms: int | None
-    body: bytes
-    content_key: str
-    subject: str | None = None
-    status: str = "pending"
-
-    @property
-    def repeatable(self) -> bool:
-        """Whether the same body may be a new event (it carries no timestamp)."""
-        return self.event_ms is None and self.subject is not None
-
-
-class StatusCount(msgspec.Struct, frozen=True):
-    """How many events of one type are in one status."""
-
-    status: str
-    event_type: str
-    count: int
-
-
-class Inbox(Protocol):
-    """What the webhook routes and operators need from a durable event store."""
-
-    async def put(self, record: InboxRecord) -> bool:
-        """Store one record durably; True if it is new, False if its dedup key was already stored.
-
-        Returns only after the record is committed; raises StoreError if it could not be.
-        """
-        ...
-
-    async def check_writable(self) -> None:
-        """Raise StoreError unless a write transaction can be started now."""
-        ...
-
-    def counts(self) -> list[StatusCount]:
-        """Number of stored events by status and event type."""
-        ...
-
-    def close(self) -> None:
-        """Finish queued writes and release the store."""
-        ...
-
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open the inbox database with the settings every connection to it must use."""
+    """Open the database with the settings every connection to it must use."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -156,15 +95,66 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def inbox_path(data_dir: Path) -> Path:
+    """Where the database lives in a data directory."""
+    return data_dir / "inbox.sqlite3"
+
+
+def migrate(path: Path) -> None:
+    """Create the schema, or bring a version-1 file up to date; refuse a file of a newer version.
+
+    Version 1 kept entity state in ``state.sqlite3`` beside it: its rows are copied in, and the old file
+    is renamed ``state.sqlite3.migrated`` (kept, not deleted). Safe when several processes start at once:
+    the version is read again inside the write transaction.
+    """
+    old_state = path.parent / "state.sqlite3"
+    conn = connect(path)
+    try:
+        if _version(conn, path) == SCHEMA_VERSION:
+            return
+        attached = old_state.exists()
+        if attached:
+            conn.execute("ATTACH DATABASE ? AS old_state", (str(old_state),))
+        with transaction(conn):
+            if _version(conn, path) == SCHEMA_VERSION:
+                return
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(locks)")}
+            if columns and "token" not in columns:
+                conn.execute("ALTER TABLE locks ADD COLUMN token INTEGER NOT NULL DEFAULT 0")
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            copied = 0
+            if attached:
+                copied = conn.execute(
+                    "INSERT OR IGNORE INTO main.entity_state SELECT kind, company_id, entity_id, state"
+                    " FROM old_state.entity_state"
+                ).rowcount
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if attached:
+            conn.execute("DETACH DATABASE old_state")
+            old_state.rename(old_state.with_name("state.sqlite3.migrated"))
+            log.info("moved %d entity states from %s into %s", copied, old_state, path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the store {path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _version(conn: sqlite3.Connection, path: Path) -> int:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {version}, newer than this program's ({SCHEMA_VERSION}):"
+            " upgrade doopage-sheets"
+        )
+    return int(version)
+
+
 def count_events(conn: sqlite3.Connection) -> list[StatusCount]:
     """Number of stored events by status and event type."""
     rows = conn.execute(COUNT_BY_STATUS).fetchall()
     return [StatusCount(status, event_type, count) for status, event_type, count in rows]
-
-
-def inbox_path(data_dir: Path) -> Path:
-    """Where the inbox database lives in a data directory."""
-    return data_dir / "inbox.sqlite3"
 
 
 @contextlib.contextmanager

@@ -29,7 +29,8 @@ from typing import Final, Generic, TypeVar
 
 import msgspec
 
-from connector.store.inbox import InboxRecord, connect, transaction
+from connector.store.records import InboxRecord, now_ms
+from connector.store.sqlite_schema import connect, transaction
 
 __all__ = ["Committed", "FrameReader", "WriteBatch", "frame", "insert_all", "main"]
 
@@ -111,6 +112,10 @@ def _insert_sql(rows: int) -> str:
 # SQLite binds at most 32,766 parameters per statement; 11 per row.
 _ROWS_PER_INSERT: Final = 2_000
 
+PROBE: Final = (
+    "INSERT INTO probe (id, at_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms"
+)
+
 NEW_KEYS: Final = "SELECT dedup_key FROM events WHERE id > ? AND id <= ?"
 
 LATEST_UNTIMED: Final = """
@@ -131,6 +136,9 @@ def insert_all(conn: sqlite3.Connection, records: list[InboxRecord]) -> list[boo
         keys = [record.content_key for record in records]
         return _first_of_each(keys, _insert_rows(conn, list(zip(records, keys, strict=True))))
     with transaction(conn):
+        if not records:
+            conn.execute(PROBE, (now_ms(),))
+            return []
         return _insert_with_repeats(conn, records)
 
 

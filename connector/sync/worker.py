@@ -1,44 +1,58 @@
-"""The worker: from claimed inbox events to rows in the spreadsheets, acknowledged only once written.
+"""The worker: from stored events to rows in the spreadsheets, acknowledged only once written.
 
-One pass (:meth:`Worker.run_once`):
+One pass (:meth:`Worker.run_once`) looks at the pending events per company, sets aside those of companies
+without a mapping (``unrouted``), and flushes each spreadsheet whose events are due (enough of them, or the
+oldest has waited ``max_delay_ms``) while the Sheets request budget lets a flush start. A flush of one
+spreadsheet is one critical section (the flush protocol of DESIGN.md):
 
-1. claim a batch of pending events with a lease (a crashed worker's lease expires and another takes over);
-2. decode them; events of a company without a mapping are set aside as ``unrouted``;
-3. per spreadsheet, under a lock that keeps any other worker from flushing it at the same time: fold the
-   events into the stored customer and order states, project the touched states (and, for an event log,
-   the events themselves) onto rows with the column mapping, and flush them with the sheet writer in one
-   read and one write;
-4. only then save the states and mark the events ``done``. A permanent Sheets error parks that
-   spreadsheet's events as ``failed`` with the error; a transient one gives them back, to be retried after
-   a back-off, while other spreadsheets go on.
+1. take the spreadsheet's lock, with a fencing token (:meth:`Locks.take_lock`); a heartbeat renews it and
+   the claims while the flush runs (:class:`~connector.sync.hold.Hold`);
+2. claim the pending events of the spreadsheet's companies: as many as are waiting, up to about
+   ``sheets.max_request_bytes`` of bodies (one write request) and ``worker.max_batch_events``;
+3. load the touched customer and order states, fold the events into them, project the states (and, for an
+   event log, the events) onto rows with the column mapping, and flush them with the sheet writer in one
+   read and one write, checking before the write that the lock is still held;
+4. in one transaction that is refused if the token is no longer the newest, save the states and mark the
+   events ``done`` (:meth:`FlushLog.commit_flush`); release the lock.
 
-Folding is idempotent and order-free (per-field last-writer-wins), so an event processed twice after a
-crash between the write and the acknowledgement leaves the same rows.
+A permanent Sheets error parks the events as ``failed`` with the error; a transient one gives them back to
+be retried after a back-off, while other spreadsheets go on. A flush that lost its lock gives its events
+back: the lock's new holder folds them into the newest state and writes their rows again. Folding is
+idempotent and order-free (per-field last-writer-wins), so an event processed twice leaves the same rows.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connector import metrics
+from connector.errors import StaleFence
 from connector.events import EventDecodeError, UnknownEvent, decode_body
 from connector.settings import Settings, WorkerSettings
 from connector.sheets.errors import PermanentSheetsError, SheetsError
 from connector.sheets.plan import WorksheetBatch
 from connector.sheets.writer import SheetWriter
-from connector.store.inbox import CSV_IMPORT_ENDPOINT, now_ms
-from connector.store.sqlite_queue import InboxQueue, StoredEvent, open_queue
-from connector.store.sqlite_state import StateStore
+from connector.store import open_work_store
+from connector.store.owners import is_gone, owner_id
+from connector.store.protocols import WorkStore
+from connector.store.records import CSV_IMPORT_ENDPOINT, Fence, PendingWork, StoredEvent, now_ms
+from connector.sync.hold import Hold, LockLost
 from connector.sync.mapping import CompanyMapping, load_mapping, rows_for
 from connector.sync.routing import Router
 from connector.sync.state import EntityKey, EntityState, Envelope, entity_key, fold_batch
 
-__all__ = ["PassReport", "Worker", "WorkerThread", "envelope_of", "worksheet_batches"]
+__all__ = [
+    "PassReport",
+    "Worker",
+    "WorkerThread",
+    "envelope_of",
+    "take_over_gone_owners",
+    "worksheet_batches",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,124 +83,185 @@ def envelope_of(stored: StoredEvent) -> Envelope | str:
     return Envelope(event=event, received_ms=stored.received_ms, dedup_key=stored.dedup_key)
 
 
+def take_over_gone_owners(store: WorkStore) -> list[str]:
+    """End the leases and lock holds of owners whose process is provably gone (on this host); which."""
+    gone = sorted(owner for owner in store.lease_owners() if is_gone(owner))
+    for owner in gone:
+        store.expire_owner(owner)
+        log.info("took over the leases and locks of %s (its process is gone)", owner)
+    return gone
+
+
 class Worker:
-    """Claims inbox events and writes them to their spreadsheets; one instance per thread."""
+    """Flushes pending events to their spreadsheets; one instance per thread."""
 
     def __init__(
         self,
-        queue: InboxQueue,
-        states: StateStore,
+        store: WorkStore,
         writer: SheetWriter,
         router: Router,
         settings: WorkerSettings,
         *,
+        max_request_bytes: int = 2_000_000,
         owner: str | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self.queue = queue
-        self.states = states
+        self.store = store
         self.writer = writer
         self.router = router
         self.settings = settings
-        self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
+        self.max_request_bytes = max_request_bytes
+        self.owner = owner or owner_id("worker")
         self._clock = clock
         self._failures: dict[str, int] = defaultdict(int)  # consecutive transient failures by spreadsheet
 
-    def due(self) -> bool:
-        """Whether a pass should run now: enough events pending, or the oldest has waited long enough,
-        and the Sheets request budget lets a flush start at once.
+    def due(self, report: PassReport | None = None) -> list[tuple[str, list[int]]]:
+        """The spreadsheets to flush now, oldest waiting first, each with its companies; events of
+        companies without a mapping are set aside as ``unrouted`` on the way (counted in ``report``).
 
-        Waiting for the budget before claiming, rather than inside the flush, lets every event that
-        arrives meanwhile join the batch instead of waiting for the next one.
+        A spreadsheet is due when ``batch_size`` events wait, or the oldest has waited ``max_delay_ms``.
         """
         now = self._clock()
-        pending, oldest = self.queue.claimable(now)
-        if pending == 0:
-            return False
-        if pending < self.settings.batch_size and now - oldest < self.settings.max_delay_ms:
-            return False
-        return self.writer.ready_in() == 0.0
+        work: dict[str, list[PendingWork]] = defaultdict(list)
+        unrouted: list[int] = []
+        for pending in self.store.pending_work(now):
+            company = self.router.route(pending.company_id)
+            if company is None:
+                unrouted.append(pending.company_id)
+            else:
+                work[company.spreadsheet_id].append(pending)
+        if unrouted:
+            parked = self.store.park_unrouted(unrouted, now)
+            if report is not None:
+                report.unrouted += parked
+            log.info("%d events of unmapped companies %s set aside as unrouted", parked, unrouted)
+        due = []
+        for spreadsheet_id, companies in work.items():
+            events = sum(p.events for p in companies)
+            oldest = min(p.oldest_received_ms for p in companies)
+            if events >= self.settings.batch_size or now - oldest >= self.settings.max_delay_ms:
+                due.append((oldest, spreadsheet_id, sorted(p.company_id for p in companies)))
+        return [(spreadsheet_id, companies) for _, spreadsheet_id, companies in sorted(due)]
 
     def run(self, stop: threading.Event, on_pass: Callable[[PassReport], None] | None = None) -> None:
-        """Work until ``stop`` is set; the pass in flight is finished first."""
+        """Work until ``stop`` is set; the flush in flight is finished first."""
         poll = self.settings.poll_ms / 1000
         while not stop.is_set():
             try:
-                if not self.due():
-                    stop.wait(poll)
-                    continue
-                report = self.run_once()
+                report = self.run_once(stop)
             except Exception:
                 # A bug or a broken store must not kill the worker silently: log it, wait, go on.
                 log.exception("worker pass failed; trying again shortly")
                 stop.wait(max(poll, 1.0))
                 continue
-            if on_pass is not None:
+            if on_pass is not None and report.claimed + report.unrouted:
                 on_pass(report)
+            if not report.flushes:
+                stop.wait(poll)
 
-    def run_once(self) -> PassReport:
-        """Claim one batch of pending events and settle every event in it."""
-        return self.process(self.queue.claim(self.owner, self.settings.batch_size, self.settings.lease_ms))
+    def run_once(self, stop: threading.Event | None = None) -> PassReport:
+        """Flush every due spreadsheet whose lock is free, while the request budget lets a flush start.
+
+        Waiting for the budget before claiming, rather than inside the flush, lets every event that
+        arrives meanwhile join the flush instead of waiting for the next one.
+        """
+        report = PassReport()
+        if self.writer.ready_in() > 0:
+            return report
+        due = self.due(report)
+        for spreadsheet_id, companies in due:
+            if (stop is not None and stop.is_set()) or self.writer.ready_in() > 0:
+                break
+            fence = self.store.take_lock(spreadsheet_id, self.owner, self.settings.lease_ms)
+            if fence is None:
+                continue  # another worker is flushing it; it takes these events too, or the next pass does
+            try:
+                with Hold(self.store, fence, self.settings.lease_ms) as hold:
+                    claimed = self.store.claim(
+                        self.owner,
+                        companies,
+                        self.settings.lease_ms,
+                        max_events=self.settings.max_batch_events,
+                        max_bytes=self.max_request_bytes,
+                    )
+                    report.claimed += len(claimed)
+                    self._flush(fence, hold, self._fold_inputs(claimed, report), report)
+            finally:
+                self.store.drop_lock(fence)
+        return report
 
     def process(self, claimed: Sequence[StoredEvent]) -> PassReport:
-        """Settle claimed events: write what they change to their spreadsheets, then mark them."""
+        """Settle events claimed by this worker's owner (a backfill's pass): per spreadsheet, under its
+        lock, as a flush does; a spreadsheet whose lock is held elsewhere gets its events back."""
         report = PassReport(claimed=len(claimed))
-        if not claimed:
-            return report
-        by_spreadsheet: dict[str, list[tuple[StoredEvent, Envelope]]] = defaultdict(list)
+        by_spreadsheet: dict[str, list[StoredEvent]] = defaultdict(list)
         unrouted: list[int] = []
         for stored in claimed:
-            envelope = self._envelope(stored, report)
-            if envelope is None:
-                continue
             company = self.router.route(stored.company_id)
             if company is None:
                 unrouted.append(stored.id)
             else:
-                by_spreadsheet[company.spreadsheet_id].append((stored, envelope))
+                by_spreadsheet[company.spreadsheet_id].append(stored)
         if unrouted:
-            self.queue.finish(unrouted, "unrouted")
-            report.unrouted += len(unrouted)
-        for spreadsheet_id, items in by_spreadsheet.items():
-            self._flush_spreadsheet(spreadsheet_id, items, report)
+            report.unrouted += self.store.finish(self.owner, unrouted, "unrouted")
+        for spreadsheet_id, events in by_spreadsheet.items():
+            fence = self.store.take_lock(spreadsheet_id, self.owner, self.settings.lease_ms)
+            if fence is None:
+                self.store.release(self.owner, [e.id for e in events], self._clock() + self.settings.poll_ms)
+                report.released += len(events)
+                continue
+            try:
+                with Hold(self.store, fence, self.settings.lease_ms) as hold:
+                    self._flush(fence, hold, self._fold_inputs(events, report), report)
+            finally:
+                self.store.drop_lock(fence)
         return report
 
-    def _envelope(self, stored: StoredEvent, report: PassReport) -> Envelope | None:
-        """The fold input for a stored event; an event that cannot be folded is parked with the reason."""
-        envelope = envelope_of(stored)
-        if isinstance(envelope, str):
-            self.queue.finish([stored.id], "failed", envelope)
-            report.failed += 1
-            return None
-        return envelope
+    def _fold_inputs(
+        self, claimed: Sequence[StoredEvent], report: PassReport
+    ) -> list[tuple[StoredEvent, Envelope]]:
+        """The fold inputs of claimed events; an event that cannot be folded is parked with the reason."""
+        items = []
+        for stored in claimed:
+            envelope = envelope_of(stored)
+            if isinstance(envelope, str):
+                report.failed += self.store.finish(self.owner, [stored.id], "failed", envelope)
+            else:
+                items.append((stored, envelope))
+        return items
 
-    def _flush_spreadsheet(
-        self, spreadsheet_id: str, items: list[tuple[StoredEvent, Envelope]], report: PassReport
+    def _flush(
+        self, fence: Fence, hold: Hold, items: list[tuple[StoredEvent, Envelope]], report: PassReport
     ) -> None:
-        ids = [stored.id for stored, _ in items]
-        if not self.queue.take_lock(spreadsheet_id, self.owner, self.settings.lease_ms):
-            # Another worker is flushing this spreadsheet; ours wait for the next pass.
-            self.queue.release(ids, retry_at_ms=self._clock() + self.settings.poll_ms)
-            report.released += len(ids)
+        """Write what these events change to the fenced spreadsheet, then commit (see the module doc)."""
+        if not items:
             return
+        spreadsheet_id = fence.name
+        ids = [stored.id for stored, _ in items]
         companies = sorted({stored.company_id for stored, _ in items})
         label = ",".join(str(c) for c in companies)
         try:
             envelopes = [envelope for _, envelope in items]
             keys = {entity_key(envelope.event) for envelope in envelopes}
-            touched = fold_batch(self.states.load(keys), envelopes)
+            touched = fold_batch(self.store.load(keys), envelopes)
             mappings = [m for m in (self.router.route(c) for c in companies) if m is not None]
             logged = [envelope for stored, envelope in items if stored.endpoint != CSV_IMPORT_ENDPOINT]
             batches = worksheet_batches(mappings, touched, logged)
             with metrics.FLUSH_SECONDS.time():
-                flushed = self.writer.flush(spreadsheet_id, batches)
+                flushed = self.writer.flush(spreadsheet_id, batches, before_write=hold.check)
+            hold.check()
+            self.store.commit_flush(fence, touched, ids, label)
+        except (LockLost, StaleFence) as exc:
+            log.warning("%s; its %d events go back to be written by the lock's holder", exc, len(ids))
+            self.store.release(self.owner, ids)
+            report.released += len(ids)
+            return
         except PermanentSheetsError as exc:
             log.error(
                 "spreadsheet %s: %s; parking %d events of company %s", spreadsheet_id, exc, len(ids), label
             )
-            self.queue.finish(ids, "failed", str(exc))
-            self.queue.record_flush(spreadsheet_id, label, error=str(exc))
-            report.failed += len(ids)
+            report.failed += self.store.finish(self.owner, ids, "failed", str(exc))
+            self.store.record_flush(spreadsheet_id, label, error=str(exc))
             return
         except SheetsError as exc:
             self._failures[spreadsheet_id] += 1
@@ -197,15 +272,10 @@ class Worker:
             log.warning(
                 "spreadsheet %s: %s; retrying its %d events in %d ms", spreadsheet_id, exc, len(ids), delay
             )
-            self.queue.release(ids, retry_at_ms=self._clock() + delay)
-            self.queue.record_flush(spreadsheet_id, label, error=str(exc))
+            self.store.release(self.owner, ids, retry_at_ms=self._clock() + delay)
+            self.store.record_flush(spreadsheet_id, label, error=str(exc))
             report.released += len(ids)
             return
-        finally:
-            self.queue.drop_lock(spreadsheet_id, self.owner)
-        self.states.save(touched)
-        self.queue.finish(ids, "done")
-        self.queue.record_flush(spreadsheet_id, label)
         self._failures.pop(spreadsheet_id, None)
         done_at = self._clock()
         report.done += len(ids)
@@ -236,7 +306,7 @@ def worksheet_batches(
 
 class WorkerThread:
     """The worker of a settings file, run in a thread of its own: built (and checked) up front, then
-    started and stopped, for example by the web service's lifespan or by ``doopage-sheets worker``."""
+    started and stopped, for example by ``doopage-sheets worker`` (the process ``serve`` supervises)."""
 
     def __init__(self, settings: Settings) -> None:
         # Both raise ConfigError now, at start-up, rather than in the thread later.
@@ -245,31 +315,36 @@ class WorkerThread:
         self.settings = settings
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
-        self._queue: InboxQueue | None = None
-        self._states: StateStore | None = None
+        self._store: WorkStore | None = None
 
     def start(self) -> Worker:
-        """Open the stores, give back events whose company is now mapped, and start working."""
-        self._queue = open_queue(self.settings.data_dir)
-        self._states = StateStore.open(self.settings.data_dir)
+        """Open the store, take over what dead processes held, give back events whose company is now
+        mapped, and start working."""
+        self._store = open_work_store(self.settings)
+        take_over_gone_owners(self._store)
         router = Router.from_mapping(self.mapping)
         for company_id in sorted(router.company_ids):
-            requeued = self._queue.requeue("unrouted", company_id)
+            requeued = self._store.requeue("unrouted", company_id)
             if requeued:
                 log.info("company %d is mapped now: %d unrouted events queued again", company_id, requeued)
-        worker = Worker(self._queue, self._states, self.writer, router, self.settings.worker)
+        worker = Worker(
+            self._store,
+            self.writer,
+            router,
+            self.settings.worker,
+            max_request_bytes=self.settings.sheets.max_request_bytes,
+        )
         self._thread = threading.Thread(target=worker.run, args=(self.stop_event,), name="sheets-worker")
         self._thread.start()
         log.info("worker %s started", worker.owner)
         return worker
 
     def stop(self) -> None:
-        """Let the pass in flight finish, then close the stores."""
+        """Let the flush in flight finish, then close the store."""
         self.stop_event.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        for store in (self._queue, self._states):
-            if store is not None:
-                store.close()
-        self._queue = self._states = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.store.inbox import connect, count_events, inbox_path
+from connector.store.sqlite_schema import connect, count_events, inbox_path
 from connector.sync.backfill import (
     CsvOptions,
     import_records,
@@ -287,7 +287,7 @@ def test_a_claim_cut_short_is_given_back_at_once(backfill: Backfill) -> None:
         import_records(settings.data_dir, read_csv(stream, options).records)
 
     class Interrupting:
-        def flush(self, *_: object) -> object:
+        def flush(self, *_: object, **__: object) -> object:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -28,7 +28,7 @@ import httpx
 from connector.events import CUSTOMER_EVENT_TYPES, ORDER_EVENT_TYPES, UnknownEvent, decode_body
 from connector.localsheets.testing import LocalSheets
 from connector.settings import Settings, load_settings
-from connector.store.inbox import inbox_path
+from connector.store.sqlite_schema import inbox_path
 from connector.sync.mapping import load_mapping, rows_for
 from connector.sync.state import EntityState, Envelope, fold_batch
 

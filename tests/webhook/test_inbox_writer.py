@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from connector.errors import StoreError
 from connector.store import sqlite_intake as sqlite_inbox
-from connector.store.inbox import inbox_path
 from connector.store.sqlite_intake import SqliteInbox
+from connector.store.sqlite_schema import inbox_path
 from connector.store.sqlite_writer import Committed, FrameReader, WriteBatch, frame
 from tests.webhook.conftest import JSON, URL
 from tests.webhook.test_inbox import record
