@@ -109,3 +109,24 @@ def test_a_starting_worker_takes_over_at_once_what_a_dead_process_held(tmp_path:
     finally:
         process.kill()
         store.close()
+
+
+def test_metrics_of_the_worker_child_are_served_by_serve_and_survive_its_restart(service: Service) -> None:
+    service.start()
+    assert service.process is not None
+    post_samples(service, ["customer_created"])
+    service.wait_settled(1)
+
+    def flushes() -> float:
+        text = httpx.get(f"{service.base}/metrics", timeout=5).text
+        [line] = [line for line in text.splitlines() if line.startswith("doopage_flush_seconds_count")]
+        return float(line.split()[-1])
+
+    assert flushes() >= 1
+    [child] = worker_children(service.process.pid)
+    subprocess.run(["kill", "-9", str(child)], check=True)
+    wait_for(lambda: worker_children(service.process.pid) not in ([], [child]), 10, "no new worker child")  # type: ignore[union-attr]
+    post_samples(service, ["order_created"])
+    service.wait_settled(2)
+    assert flushes() >= 2  # the dead child's count is kept, the new one's added
+    assert service.stop() == 0
