@@ -191,7 +191,7 @@ def main(
     if durable.acknowledged and baseline.acknowledged:
         # Server CPU per acknowledgement is far steadier than throughput on a shared machine.
         per_ack = (durable_cpu / durable.acknowledged) / (baseline_cpu / baseline.acknowledged)
-        click.echo(f"server CPU per ack, durable (with its worker) / no-op: {per_ack:.2f}x")
+        click.echo(f"server CPU per ack, durable (all its processes) / no-op: {per_ack:.2f}x")
 
 
 def measure_pair(

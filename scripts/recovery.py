@@ -24,6 +24,7 @@ from the last delivery until the sheet was exact (target: at most 10 s).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import os
 import signal
@@ -71,6 +72,8 @@ class Outcome:
     event_duplicates: int
     exact_after: float | None  # seconds from the last delivery; None: never within the timeout
     inbox: dict[str, int]
+    intake_gap: float  # the longest time without an acknowledgement, in seconds
+    behind_after_kill: float | None  # seconds from the kill until the sheet showed all acked before it
 
 
 def sheet_ids(sheets: LocalSheets, title: str, header: str) -> list[Any] | None:
@@ -139,9 +142,12 @@ def run_scenario(scenario: str, plan: Plan) -> Outcome:
             ),
             name="sender",
         )
+        watch = SheetWatch(sheets)
         try:
             sender.start()
             time.sleep(plan.kill_after)
+            killed_at = time.perf_counter()
+            watch.start()
             if scenario == "serve":
                 os.kill(service.pid, signal.SIGKILL)
                 service.wait()
@@ -158,11 +164,14 @@ def run_scenario(scenario: str, plan: Plan) -> Outcome:
             acknowledged = {i + 1 for i in sent.acknowledged()}
             last = max((d.acked_at for d in sent.deliveries if d.acknowledged), default=time.perf_counter())
             exact_after, rows = wait_exact(sheets, acknowledged, last, settle_timeout)
+            watch.stop.set()
+            watch.join()
             events = sheet_ids(sheets, "Events", "Event key") or []
             inbox = inbox_counts(Path(folder) / "data")
             if service.poll() is not None:
                 click.echo(f"serve exited with {service.returncode}:\n{log_tail(config)}", err=True)
         finally:
+            watch.stop.set()
             sheets.close()
             stop(service)
         problems = log_tail(config)
@@ -178,7 +187,37 @@ def run_scenario(scenario: str, plan: Plan) -> Outcome:
         event_duplicates=duplicates(events),
         exact_after=exact_after,
         inbox=inbox,
+        intake_gap=longest_gap(sent),
+        behind_after_kill=watch.caught_up(sent, killed_at),
     )
+
+
+def longest_gap(sent: SendResult) -> float:
+    """The longest time between two acknowledgements (the intake's outage, as the sender saw it)."""
+    times = sorted(d.acked_at for d in sent.deliveries if d.acknowledged)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+class SheetWatch(threading.Thread):
+    """Reads the Customers worksheet's ids every quarter second from the kill on, until stopped."""
+
+    def __init__(self, sheets: LocalSheets) -> None:
+        super().__init__(name="sheet-watch", daemon=True)
+        self.sheets = sheets
+        self.snapshots: list[tuple[float, frozenset[Any]]] = []  # (perf_counter of the answer, ids)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        """Poll until stopped."""
+        while not self.stop.wait(0.25):
+            seen = sheet_ids(self.sheets, "Customers", "Customer ID")
+            if seen is not None:
+                self.snapshots.append((time.perf_counter(), frozenset(seen)))
+
+    def caught_up(self, sent: SendResult, killed_at: float) -> float | None:
+        """Seconds from the kill until a read showed every event acknowledged before the kill."""
+        before = {d.index + 1 for d in sent.deliveries if d.acknowledged and d.acked_at < killed_at}
+        return next((at - killed_at for at, ids in self.snapshots if before <= ids), None)
 
 
 def wait_exact(
@@ -211,6 +250,15 @@ def report(outcome: Outcome, rate: float, kill_after: float) -> None:
         f"sent {len(deliveries)} customer_created events at {rate:g}/s: acknowledged {acknowledged}, "
         f"never acknowledged {len(deliveries) - acknowledged}; {retried} delivered more than once "
         f"({sum(d.attempts for d in deliveries)} sends in all)"
+    )
+    click.echo(
+        f"intake: longest time without an acknowledgement {outcome.intake_gap:.1f} s; the sheet showed "
+        "every event acknowledged before the kill "
+        + (
+            "never"
+            if outcome.behind_after_kill is None
+            else f"{outcome.behind_after_kill:.1f} s after the kill"
+        )
     )
     click.echo(f"events lost (acknowledged, not in the sheet at the end): {outcome.lost}")
     click.echo(
