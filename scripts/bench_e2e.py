@@ -29,6 +29,7 @@ sheet was exact (target: at most 60 s).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import math
@@ -169,19 +170,34 @@ def sheet_latencies(sent: SendResult, seen: dict[int, float], customers: int) ->
     return latencies
 
 
-def flushes(data_dir: Path) -> int:
-    """How many flushes settled events, from the times the inbox marked them done.
+def flush_sizes(data_dir: Path) -> list[tuple[int, int]]:
+    """The flushes that settled events, from the times the inbox marked them done: when each settled
+    (milliseconds since the epoch) and how many events it settled.
 
     A flush marks its events done in one transaction, within a millisecond or two, and the next flush
     needs at least a read and a write first; so settle times more than ``FLUSH_GAP_MS`` apart are
     different flushes."""
     conn = sqlite3.connect(f"{inbox_path(data_dir).as_uri()}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT DISTINCT updated_ms FROM events WHERE status = 'done' ORDER BY 1")
-        times = [int(at) for (at,) in rows]
+        rows = conn.execute(
+            "SELECT updated_ms, COUNT(*) FROM events WHERE status = 'done' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
     finally:
         conn.close()
-    return sum(1 for i, at in enumerate(times) if i == 0 or at - times[i - 1] > FLUSH_GAP_MS)
+    sizes: list[tuple[int, int]] = []
+    last = None
+    for at, count in rows:
+        if last is not None and at - last <= FLUSH_GAP_MS:
+            sizes[-1] = (sizes[-1][0], sizes[-1][1] + count)
+        else:
+            sizes.append((int(at), int(count)))
+        last = at
+    return sizes
+
+
+def flushes(data_dir: Path) -> int:
+    """How many flushes settled events (see :func:`flush_sizes`)."""
+    return len(flush_sizes(data_dir))
 
 
 def most_in_window(series: list[tuple[float, dict[str, int]]], kinds: set[str]) -> int:
@@ -257,33 +273,45 @@ def run_burst(
     quota: int | None,
     settle_timeout: float,
     poll_ms: int,
+    sheets_process: bool,
 ) -> None:
     """The --burst benchmark: load at full speed, then how long until the sheet is exact."""
-    with tempfile.TemporaryDirectory(prefix="bench-burst-") as folder:
-        port, local_port = free_port(), free_port()
-        tables = settings_tables(None, local_port, worker, quota, True)
+    with tempfile.TemporaryDirectory(prefix="bench-burst-") as folder, contextlib.ExitStack() as stack:
+        port = free_port()
+        if sheets_process:
+            sheets = stack.enter_context(local_sheets_process())
+            sheets.create_spreadsheet(SPREADSHEET)
+            tables = settings_tables(sheets.url, None, worker, quota, True)
+        else:
+            local_port = free_port()
+            tables = settings_tables(None, local_port, worker, quota, True)
+            sheets = LocalSheets(f"http://127.0.0.1:{local_port}")
+            stack.callback(sheets.close)
         config = write_settings(Path(folder), port, SPREADSHEET, **tables)
         data_dir = Path(folder) / "data"
         service = start_service(config, port=port)
-        sheets = LocalSheets(f"http://127.0.0.1:{local_port}")
         try:
             sheets.reset_counts()
             tally, generator = burst_load(port, seconds, connections)
-            load_end = time.perf_counter()
+            load_end, load_end_ms = time.perf_counter(), time.time() * 1000
             during = sheets.total_requests()
             caught_up, stored, rows = wait_exact(sheets, data_dir, load_end, settle_timeout, poll_ms / 1000)
             counts = sheets.counts()
             inbox = inbox_counts(data_dir)
-            flush_count = flushes(data_dir)
+            sizes = flush_sizes(data_dir)
         finally:
-            sheets.close()
             stop(service)
         if service.returncode:
             click.echo(f"serve exited with {service.returncode}:\n{log_tail(config)}", err=True)
+    where = (
+        "a local Sheets server process (memory only) at sheets.api_root"
+        if sheets_process
+        else "the built-in local Sheets server"
+    )
     click.echo(
         f"\nburst: {seconds} s of customer_created events (a new customer each) at full speed from "
         f"{generator}, {connections} connections, against `serve` with default settings "
-        f"(worker embedded, built-in local Sheets server; worker overrides {worker or 'none'}, "
+        f"(worker embedded, {where}; worker overrides {worker or 'none'}, "
         f"quota {quota or 'default (50 reads + 50 writes)'} per minute)"
     )
     click.echo(
@@ -292,8 +320,11 @@ def run_burst(
         f"p99 {tally.percentile_ms(99):.1f} ms"
     )
     click.echo(
-        f"stored: {stored} events; inbox at the end {dict(sorted(inbox.items()))}; "
-        f"Customers rows {rows}; flushes {flush_count}"
+        f"stored: {stored} events; inbox at the end {dict(sorted(inbox.items()))}; Customers rows {rows}"
+    )
+    timeline = ", ".join(f"{(at - load_end_ms) / 1000:+.1f} s: {n}" for at, n in sizes)
+    click.echo(
+        f"flushes ({len(sizes)}; when each settled, from the end of the load, and its events): {timeline}"
     )
     click.echo(
         f"Sheets requests: {during} during the load, {sum(counts.values())} in all, "
@@ -331,6 +362,15 @@ def run_burst(
 )
 @click.option("--burst-seconds", default=60, show_default=True, help="Seconds of load with --burst.")
 @click.option("--burst-connections", default=32, show_default=True, help="Connections of the --burst load.")
+@click.option(
+    "--burst-sheets",
+    type=click.Choice(["builtin", "process"]),
+    default="builtin",
+    show_default=True,
+    help="With --burst: the built-in local Sheets server (the default settings), or a local Sheets "
+    "server process without a data file at sheets.api_root (to see the worker without the built-in "
+    "server's cost of saving its file on every write).",
+)
 def main(
     events: int,
     rate: float,
@@ -345,12 +385,21 @@ def main(
     burst: bool,
     burst_seconds: int,
     burst_connections: int,
+    burst_sheets: str,
 ) -> None:
     """Measure acknowledgement and webhook-to-sheet latency, and the Sheets requests used."""
     worker = {"batch_size": batch_size, "max_delay_ms": max_delay_ms}
     overrides = {name: value for name, value in worker.items() if value is not None}
     if burst:
-        run_burst(burst_seconds, burst_connections, overrides, quota, settle_timeout, poll_ms)
+        run_burst(
+            burst_seconds,
+            burst_connections,
+            overrides,
+            quota,
+            settle_timeout,
+            poll_ms,
+            burst_sheets == "process",
+        )
         return
     defaults = WorkerSettings()
     bodies = [event_body(n, customers) for n in range(events)]
