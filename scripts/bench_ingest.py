@@ -127,8 +127,8 @@ def main(
     use_wrk = generator == "wrk" or (generator == "auto" and have_wrk())
     if use_wrk and not have_wrk():
         raise click.UsageError("wrk is not on PATH (apt-get install wrk)")
-    per_round = seconds / rounds
-    if use_wrk and per_round < 1:
+    rounds_each = max(1, rounds // instances)
+    if use_wrk and seconds / instances / rounds_each < 1:
         raise click.UsageError("wrk runs whole seconds: give at least one second per round")
     numbering = Numbering()
     counter = itertools.count()
@@ -154,7 +154,7 @@ def main(
     flushed: dict[str, int] = {}
     sheets_requests = 0
     for _ in range(instances):
-        pair = measure_pair(one_slice, seconds / instances, max(1, rounds // instances), worker)
+        pair = measure_pair(one_slice, seconds / instances, rounds_each, worker)
         (real, real_cpu), (noop, noop_cpu), counts, requests = pair
         durable, durable_cpu = durable.merge(real), durable_cpu + real_cpu
         baseline, baseline_cpu = baseline.merge(noop), baseline_cpu + noop_cpu

@@ -141,6 +141,7 @@ def run_scenario(scenario: str, plan: Plan) -> Outcome:
                 )
             ),
             name="sender",
+            daemon=True,
         )
         watch = SheetWatch(sheets)
         try:
