@@ -32,7 +32,8 @@ CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
 EVENTS_REJECTED: Final = Counter(
     "doopage_events_rejected_total",
-    "Webhook POSTs refused, by reason (invalid, company, media_type, too_large, store, auth, address).",
+    "Webhook POSTs refused, by reason (invalid, company, media_type, too_large, client_disconnect, store, "
+    "auth, address).",
     ["reason"],
 )
 INBOX_DEPTH: Final = Gauge("doopage_inbox_events", "Events in the inbox, by status.", ["status"])
@@ -81,7 +82,8 @@ class IntakeCounts:
             received.add_metric([endpoint], count)
         accepted = CounterMetricFamily(
             "doopage_events_accepted",
-            "Events acknowledged with 200, by event type and outcome (stored or duplicate).",
+            "Events acknowledged with 200, by event type (every type not known to this version as "
+            "unknown) and outcome (stored or duplicate).",
             labels=["event_type", "outcome"],
         )
         for labels, count in self.accepted.copy().items():

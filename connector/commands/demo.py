@@ -29,6 +29,7 @@ from connector.settings import Settings
 from connector.sheets.config import SheetsSettings
 from connector.sheets_backend import sheets_backend
 from connector.threaded_server import free_port, serving
+from connector.untrusted import for_rich
 
 WAIT_SECONDS = 30.0
 
@@ -102,7 +103,7 @@ def demo(config_path: Path) -> None:
                 for event_type, body in sample_bodies().items():
                     answer = http.post(f"/webhooks/doopage/{token}", content=body)
                     console.print(
-                        f"  {event_type:<28} {answer.status_code} {answer.json().get('status', '')}"
+                        f"  {event_type:<28} {answer.status_code} {for_rich(answer.json().get('status', ''))}"
                     )
             _wait_until_written(settings)
         sheets = resources.enter_context(closing(LocalSheets(settings.sheets.root)))
@@ -113,10 +114,10 @@ def demo(config_path: Path) -> None:
 
 
 def _table(title: str, rows: list[list[object]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=for_rich(title), title_justify="left")
     header, *body = rows or [[]]
     for name in header:
-        table.add_column(str(name), overflow="ellipsis", no_wrap=True, max_width=30)
+        table.add_column(for_rich(name), overflow="ellipsis", no_wrap=True, max_width=30)
     for row in body:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*("" if cell is None else for_rich(cell) for cell in row))
     return table

@@ -15,6 +15,7 @@ from connector.errors import ConfigError
 from connector.inbox import STATUSES, inbox_path, now_ms
 from connector.inbox_queue import open_queue
 from connector.settings import Settings
+from connector.untrusted import for_rich, printable
 
 if TYPE_CHECKING:
     from connector.mapping import SheetMapping
@@ -38,9 +39,9 @@ def status(config_path: Path) -> None:
     totals = dict.fromkeys(STATUSES, 0)
     for row in counts:
         totals[row.status] = totals.get(row.status, 0) + row.count
-    summary = Table(title=f"Inbox {path}")
+    summary = Table(title=f"Inbox {for_rich(path)}")
     for name in totals:
-        summary.add_column(name, justify="right")
+        summary.add_column(for_rich(name), justify="right")
     summary.add_row(*(str(n) for n in totals.values()))
     console.print(summary)
 
@@ -48,7 +49,7 @@ def status(config_path: Path) -> None:
     for column in ("status", "event type", "events"):
         detail.add_column(column, justify="right" if column == "events" else "left")
     for row in counts:
-        detail.add_row(row.status, row.event_type, str(row.count))
+        detail.add_row(for_rich(row.status), for_rich(row.event_type), str(row.count))
     console.print(detail)
 
     now = now_ms()
@@ -65,10 +66,10 @@ def status(config_path: Path) -> None:
         sheets.add_column(column)
     for flush in flushes:
         sheets.add_row(
-            flush.spreadsheet_id,
-            flush.company_ids,
+            for_rich(flush.spreadsheet_id),
+            for_rich(flush.company_ids),
             format_ms(flush.last_ok_ms),
-            flush.last_error or "-",
+            for_rich(flush.last_error or "-"),
             format_ms(flush.last_error_ms),
         )
     console.print(sheets if flushes else "No flush yet.")
@@ -93,8 +94,8 @@ def check_config(config_path: Path, online: bool) -> None:
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"{settings.source}: settings are valid")
-    click.echo(describe_mapping(mapping))
+    click.echo(f"{printable(settings.source)}: settings are valid")
+    click.echo(printable(describe_mapping(mapping)))
     if online and not _spreadsheets_reachable(settings, mapping):
         sys.exit(1)
 
@@ -120,9 +121,8 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
         try:
             metadata = connection.client.http_client.fetch_sheet_metadata(spreadsheet_id)
         except (gspread.exceptions.APIError, requests.RequestException) as exc:
-            click.echo(
-                f"spreadsheet {spreadsheet_id}: NOT reachable: {classify_failure(spreadsheet_id, exc)}"
-            )
+            failure = classify_failure(spreadsheet_id, exc)
+            click.echo(printable(f"spreadsheet {spreadsheet_id}: NOT reachable: {failure}"))
             reachable = False
             continue
         present = {sheet["properties"]["title"] for sheet in metadata.get("sheets", [])}
@@ -131,5 +131,5 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
         line = f"spreadsheet {spreadsheet_id} ({title!r}): reachable"
         if missing:
             line += f"; worksheets to be created on the first write: {', '.join(missing)}"
-        click.echo(line)
+        click.echo(printable(line))
     return reachable

@@ -25,6 +25,7 @@ from connector.commands.common import (
 from connector.inbox_queue import open_queue
 from connector.samples import sample_bodies
 from connector.sheets_backend import sheets_backend
+from connector.untrusted import for_rich, printable
 
 
 @click.group()
@@ -54,10 +55,10 @@ def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
         table.add_row(
             str(event.id),
             str(event.company_id),
-            event.event_type,
+            for_rich(event.event_type),
             format_ms(event.received_ms),
             str(event.attempts),
-            event.error,
+            for_rich(event.error),
         )
     Console().print(table)
 
@@ -107,7 +108,7 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with resources, Progress(*columns) as progress:
-            task = progress.add_task(f"rows to {target}", total=None)
+            task = progress.add_task(f"rows to {for_rich(target)}", total=None)
             report = replay_company(
                 company,
                 queue,
@@ -117,14 +118,16 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
                 progress=lambda rows: progress.advance(task, rows),
             )
     except SheetsError as exc:
-        click.echo(f"replay stopped: {exc}", err=True)
+        click.echo(printable(f"replay stopped: {exc}"), err=True)
         sys.exit(1)
     finally:
         queue.close()
         states.close()
     click.echo(
-        f"company {company_id}: {report.events} events folded into {report.entities} customers and orders; "
-        f"{report.rows_written} rows written to {target} in {report.requests} Sheets requests"
+        printable(
+            f"company {company_id}: {report.events} events folded into {report.entities} customers and orders; "
+            f"{report.rows_written} rows written to {target} in {report.requests} Sheets requests"
+        )
     )
 
 
@@ -144,11 +147,11 @@ def send_samples(config_path: Path, url: str | None) -> None:
             try:
                 response = http.post(url, content=body, headers={"content-type": "application/json"})
             except httpx.TransportError as exc:
-                click.echo(f"{event_type:<28} cannot reach the service: {exc}", err=True)
+                click.echo(printable(f"{event_type:<28} cannot reach the service: {exc}"), err=True)
                 sys.exit(1)
             ok = response.status_code == 200
             failures += not ok
             answer = response.json().get("status") if ok else f"{response.status_code} {response.text}"
-            click.echo(f"{event_type:<28} {answer}")
+            click.echo(printable(f"{event_type:<28} {answer}"))
     if failures:
         sys.exit(1)

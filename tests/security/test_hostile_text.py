@@ -1,0 +1,62 @@
+"""Text from webhooks shown by the operator commands: markup printed as text, controls as escapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from connector.cli import main
+from connector.inbox_queue import open_queue
+from connector.samples import sample_bodies
+from connector.settings import load_settings
+from tests.security.conftest import TOKEN, settings_text
+
+HOSTILE_TYPES = ("[/bold]", "[link=http://evil]x[/link]", "\x1b[2J\x1b]0;owned\x07clear", "abc\u202egnp.exe")
+RAW_CONTROLS = ("\x1b", "\x07", "\u202e", "\r")
+
+
+def event(event_type: str) -> bytes:
+    return json.dumps({"company_id": 7, "event_type": event_type, "data": {}}).encode()
+
+
+def run(*args: str) -> str:
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_status_and_failed_list_print_hostile_event_types_and_errors_as_text(serve_app, tmp_path: Path):
+    base = serve_app(settings_text())
+    config = str(tmp_path / "app0" / "settings.toml")
+    with httpx.Client(base_url=base) as http:
+        for event_type in HOSTILE_TYPES:
+            answer = http.post(f"/webhooks/doopage/{TOKEN}", content=event(event_type))
+            assert answer.json() == {"status": "stored", "event_type": event_type}
+        assert http.post(f"/webhooks/doopage/{TOKEN}", content=sample_bodies()["tag_set"]).status_code == 200
+    queue = open_queue(load_settings(config).data_dir)
+    try:
+        claimed = queue.claim("test", 10, 60_000)
+        queue.finish([stored.id for stored in claimed], "failed", "[/red] \x1b[31mnot shared\u202e\r")
+        queue.record_flush("sheet-[/i]\x1b[1m", "7", error="[bold]boom\x1b[0m")
+    finally:
+        queue.close()
+
+    status = run("status", "--config", config)
+    failed = run("failed", "list", "--config", config)
+
+    for shown in (
+        "[/bold]",
+        "[link=http://evil]x[/link]",
+        "\\x1b[2J\\x1b]0;owned\\x07clear",
+        "abc\\u202egnp.exe",
+    ):
+        assert shown in status
+    assert "sheet-[/i]\\x1b[1m" in status
+    assert "[bold]boom\\x1b[0m" in status
+    assert "[/red] \\x1b[31mnot shared\\u202e\\x0d" in failed
+    for raw in RAW_CONTROLS:
+        assert raw not in status
+        assert raw not in failed
