@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import CounterMetricFamily
 
 __all__ = [
+    "CONNECTIONS_REFUSED",
     "CONTENT_TYPE",
     "EVENTS_REJECTED",
     "FLUSH_SECONDS",
@@ -34,6 +35,11 @@ EVENTS_REJECTED: Final = Counter(
     "doopage_events_rejected_total",
     "Webhook POSTs refused, by reason (invalid, company, media_type, too_large, client_disconnect, store, "
     "auth, address).",
+    ["reason"],
+)
+CONNECTIONS_REFUSED: Final = Counter(
+    "doopage_connections_refused_total",
+    "Connections answered and closed by a limit, by reason (header_too_large, header_timeout, body_timeout).",
     ["reason"],
 )
 INBOX_DEPTH: Final = Gauge("doopage_inbox_events", "Events in the inbox, by status.", ["status"])

@@ -73,6 +73,14 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     log_format: Literal["text", "json"] = "text"
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed when checking an endpoint's allow_ips.
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    # Connection limits (connector.http_limits): a request's line and headers together, in bytes (431
+    # beyond); seconds to receive them, and then the body (408 after); seconds an idle kept-alive
+    # connection stays open; connections at once (requests beyond get 503).
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16 * 1024
+    header_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    body_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 20.0
+    keepalive_timeout: Annotated[int, msgspec.Meta(ge=1, le=300)] = 5
+    max_connections: Annotated[int, msgspec.Meta(ge=8, le=100_000)] = 512
 
 
 class BasicAuth(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):

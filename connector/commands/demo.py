@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
+from connector.http_limits import uvicorn_limits
 from connector.inbox_queue import open_queue
 from connector.localsheets.testing import LocalSheets
 from connector.mapping import load_mapping
@@ -61,6 +62,7 @@ def _service(settings: Settings) -> Iterator[str]:
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        **uvicorn_limits(settings.server),
     )
     with ExitStack() as running:
         try:

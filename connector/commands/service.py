@@ -44,6 +44,7 @@ def serve(config_path: Path) -> None:
     import uvicorn
 
     from connector.app import create_app
+    from connector.http_limits import uvicorn_limits
 
     settings = load_or_exit(config_path)
     setup_logging(settings)
@@ -65,6 +66,7 @@ def serve(config_path: Path) -> None:
             # X-Forwarded-For is judged by server.trusted_proxies (connector.access), not by uvicorn.
             proxy_headers=False,
             log_config=None,
+            **uvicorn_limits(settings.server),
         )
 
 
