@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -45,29 +46,37 @@ def serve(config_path: Path) -> None:
 
     from connector.app import create_app
     from connector.http_limits import uvicorn_limits
+    from connector.preflight import check_data_dir, listening_socket
 
     settings = load_or_exit(config_path)
     setup_logging(settings)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
+        # Before anything starts: a mistake here must not leave a half-started service behind.
+        check_data_dir(settings)
+        sock = resources.enter_context(listening_socket(settings))
         if settings.worker.embedded:  # only the worker talks to Sheets
             settings = resources.enter_context(sheets_backend(settings))
         app = create_app(settings)
     exit_cleanly_after_shutdown()
     tune_interpreter_for_serving()
+    config = uvicorn.Config(
+        app,
+        log_level=settings.server.log_level,
+        # Request logs would put the path token, a secret, into the log.
+        access_log=False,
+        # X-Forwarded-For is judged by server.trusted_proxies (connector.access), not by uvicorn.
+        proxy_headers=False,
+        log_config=None,
+        **uvicorn_limits(settings.server),
+    )
+    server = uvicorn.Server(config)
+    host, port = sock.getsockname()[:2]
+    logging.getLogger(__name__).info("the service listens on %s port %d", host, port)
     with resources:
-        uvicorn.run(
-            app,
-            host=settings.server.host,
-            port=settings.server.port,
-            log_level=settings.server.log_level,
-            # Request logs would put the path token, a secret, into the log.
-            access_log=False,
-            # X-Forwarded-For is judged by server.trusted_proxies (connector.access), not by uvicorn.
-            proxy_headers=False,
-            log_config=None,
-            **uvicorn_limits(settings.server),
-        )
+        server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(3)  # uvicorn's start-up failure status; the reason is in the log
 
 
 @click.command()
@@ -78,12 +87,14 @@ def worker(config_path: Path) -> None:
     Use it with `worker.embedded = false` so that `serve` only takes webhooks; running both is safe too
     (a spreadsheet is flushed from one place at a time), just not useful.
     """
+    from connector.preflight import check_data_dir
     from connector.worker import WorkerThread
 
     settings = load_or_exit(config_path)
     setup_logging(settings)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
+        check_data_dir(settings)
         settings = resources.enter_context(sheets_backend(settings))
         thread = WorkerThread(settings)
 
