@@ -132,6 +132,9 @@ class LocalSheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     host: str = "127.0.0.1"
     port: Port = 8765
     data_file: str = "local-sheets.json"  # in the data directory
+    # Names besides the loopback ones (and host) that browsers may reach it by, e.g. this machine's LAN
+    # name when host = "0.0.0.0"; any other Host header is refused (a defence against DNS rebinding).
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):

@@ -51,6 +51,7 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
         make_server,
         server_url,
     )
+    from connector.localsheets.guard import host_names
 
     local = settings.local_sheets
     service = LocalSheetsService(data_path=settings.data_dir / local.data_file)
@@ -68,7 +69,9 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
         ) from None
     url = server_url(sock)
     try:
-        with serving(make_server(service, own_logging=False), sock, name="local Sheets server"):
+        hosts = host_names(local.host, local.allowed_hosts)
+        server = make_server(service, own_logging=False, hosts=hosts)
+        with serving(server, sock, name="local Sheets server"):
             log.warning(
                 "no Google credentials configured: writing to the built-in local Sheets server at %s "
                 "(open it in a browser); set sheets.credentials_file to write to Google Sheets",

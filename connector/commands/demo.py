@@ -10,23 +10,24 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
 import httpx
 import msgspec
 import uvicorn
+from gspread.utils import ValueRenderOption
 from rich.console import Console
 from rich.table import Table
 
 from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
 from connector.http_limits import uvicorn_limits
 from connector.inbox_queue import open_queue
-from connector.localsheets.testing import LocalSheets
 from connector.mapping import load_mapping
 from connector.samples import sample_bodies
 from connector.settings import Settings
+from connector.sheets import connect as connect_sheets
 from connector.sheets.config import SheetsSettings
 from connector.sheets_backend import sheets_backend
 from connector.threaded_server import free_port, serving
@@ -108,10 +109,13 @@ def demo(config_path: Path) -> None:
                         f"  {event_type:<28} {answer.status_code} {for_rich(answer.json().get('status', ''))}"
                     )
             _wait_until_written(settings)
-        sheets = resources.enter_context(closing(LocalSheets(settings.sheets.root)))
+        client = connect_sheets(settings.sheets, environ={}).client
         for company in mapping.companies:
+            spreadsheet = client.open_by_key(company.spreadsheet_id)
             for worksheet in company.worksheets:
-                rows = sheets.sheet_values(company.spreadsheet_id, worksheet.title)
+                rows = spreadsheet.worksheet(worksheet.title).get_all_values(
+                    value_render_option=ValueRenderOption.unformatted
+                )
                 console.print(_table(f"{company.spreadsheet_id} / {worksheet.title}", rows))
 
 

@@ -127,12 +127,35 @@ def worker(config_path: Path) -> None:
     "--seed", type=int, default=None, help="Seed for spreadsheet ids, sheet ids and injected faults."
 )
 @click.option("--log-level", default="info", show_default=True, help="uvicorn log level.")
-def local_sheets(host: str, port: int, data_path: Path | None, seed: int | None, log_level: str) -> None:
-    """Run the local Google Sheets API v4 server (for tests, the demo, and trying without Google)."""
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A further name clients reach the server by (Host header); loopback names always work.",
+)
+def local_sheets(
+    host: str,
+    port: int,
+    data_path: Path | None,
+    seed: int | None,
+    log_level: str,
+    allowed_hosts: tuple[str, ...],
+) -> None:
+    """Run the local Google Sheets API v4 server (for tests, the demo, and trying without Google).
+
+    Its admin routes (/_admin/...) need the X-Admin-Secret header to hold the secret in
+    $DOOPAGE_LOCAL_SHEETS_ADMIN_SECRET; without that variable a random secret is made, and the admin
+    routes are closed to everyone.
+    """
+    import os
+
     from connector.localsheets import LocalSheetsService, StoreError, bind_socket, make_server, server_url
+    from connector.localsheets.guard import ADMIN_SECRET_ENV, host_names
 
     try:
-        service = LocalSheetsService(data_path=data_path, seed=seed)
+        service = LocalSheetsService(
+            data_path=data_path, seed=seed, admin_secret=os.environ.get(ADMIN_SECRET_ENV) or None
+        )
     except StoreError as exc:
         click.echo(f"local-sheets: {exc}", err=True)
         sys.exit(2)
@@ -140,4 +163,7 @@ def local_sheets(host: str, port: int, data_path: Path | None, seed: int | None,
     # The first line is read by connector.localsheets.testing to learn the port when --port is 0.
     click.echo(f"local-sheets listening on {server_url(sock)}")
     sys.stdout.flush()
-    make_server(service, log_level=log_level, access_log=log_level == "debug").run(sockets=[sock])
+    hosts = host_names(host, allowed_hosts)
+    make_server(service, log_level=log_level, access_log=log_level == "debug", hosts=hosts).run(
+        sockets=[sock]
+    )
