@@ -285,7 +285,8 @@ def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
     return Litestar(
         route_handlers=[verify, receive, healthz, readyz, metrics_endpoint],
         lifespan=[open_inbox, run_worker],
-        state=State({"gate": Gate(settings.endpoints, settings.server.trusted_proxies)}),
+        # The worker is there for a settings reload (connector.reload) to reach.
+        state=State({"gate": Gate(settings.endpoints, settings.server.trusted_proxies), "worker": worker}),
         # Logging is set up by the command (connector.logs), with secrets redacted; errors go through
         # the handler below so that they are logged there too.
         logging_config=None,

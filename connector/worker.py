@@ -133,13 +133,14 @@ class Worker:
         report = PassReport(claimed=len(claimed))
         if not claimed:
             return report
+        router = self.router  # one mapping for the whole pass, even if a reload replaces it meanwhile
         by_spreadsheet: dict[str, list[tuple[StoredEvent, Envelope]]] = defaultdict(list)
         unrouted: list[int] = []
         for stored in claimed:
             envelope = self._envelope(stored, report)
             if envelope is None:
                 continue
-            company = self.router.route(stored.company_id)
+            company = router.route(stored.company_id)
             if company is None:
                 unrouted.append(stored.id)
             else:
@@ -148,7 +149,7 @@ class Worker:
             self.queue.finish(unrouted, "unrouted")
             report.unrouted += len(unrouted)
         for spreadsheet_id, items in by_spreadsheet.items():
-            self._flush_spreadsheet(spreadsheet_id, items, report)
+            self._flush_spreadsheet(spreadsheet_id, items, report, router)
         return report
 
     def _envelope(self, stored: StoredEvent, report: PassReport) -> Envelope | None:
@@ -161,7 +162,11 @@ class Worker:
         return envelope
 
     def _flush_spreadsheet(
-        self, spreadsheet_id: str, items: list[tuple[StoredEvent, Envelope]], report: PassReport
+        self,
+        spreadsheet_id: str,
+        items: list[tuple[StoredEvent, Envelope]],
+        report: PassReport,
+        router: Router,
     ) -> None:
         ids = [stored.id for stored, _ in items]
         if not self.queue.take_lock(spreadsheet_id, self.owner, self.settings.lease_ms):
@@ -175,7 +180,7 @@ class Worker:
             envelopes = [envelope for _, envelope in items]
             keys = {entity_key(envelope.event) for envelope in envelopes}
             touched = fold_batch(self.states.load(keys), envelopes)
-            mappings = [m for m in (self.router.route(c) for c in companies) if m is not None]
+            mappings = [m for m in (router.route(c) for c in companies) if m is not None]
             logged = [envelope for stored, envelope in items if stored.endpoint != CSV_IMPORT_ENDPOINT]
             batches = worksheet_batches(mappings, touched, logged)
             with metrics.FLUSH_SECONDS.time():
@@ -245,6 +250,7 @@ class WorkerThread:
         self.settings = settings
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        self.worker: Worker | None = None  # while started; a settings reload swaps its router
         self._queue: InboxQueue | None = None
         self._states: StateStore | None = None
 
@@ -257,7 +263,7 @@ class WorkerThread:
             requeued = self._queue.requeue("unrouted", company_id)
             if requeued:
                 log.info("company %d is mapped now: %d unrouted events queued again", company_id, requeued)
-        worker = Worker(self._queue, self._states, self.writer, router, self.settings.worker)
+        worker = self.worker = Worker(self._queue, self._states, self.writer, router, self.settings.worker)
         self._thread = threading.Thread(target=worker.run, args=(self.stop_event,), name="sheets-worker")
         self._thread.start()
         log.info("worker %s started", worker.owner)

@@ -6,8 +6,12 @@ These are command-line only on purpose: nothing here is reachable over HTTP.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
+import time
 from pathlib import Path
+from typing import Final
 
 import click
 import httpx
@@ -23,9 +27,14 @@ from connector.commands.common import (
     setup_logging,
 )
 from connector.inbox_queue import open_queue
+from connector.reload import mapping_fingerprint
+from connector.runners import live_runners
 from connector.samples import sample_bodies
+from connector.settings import Settings
 from connector.sheets_backend import sheets_backend
 from connector.untrusted import for_rich, printable
+
+RELOAD_WAIT_SECONDS: Final = 15.0
 
 
 @click.group()
@@ -67,14 +76,52 @@ def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
 @config_option
 @click.option("--company", "company_id", type=int, default=None, help="Only this company's events.")
 def failed_retry(config_path: Path, company_id: int | None) -> None:
-    """Queue parked events again (after fixing the cause); the worker picks them up."""
+    """Queue parked events again (after fixing the cause); the worker picks them up.
+
+    A running `serve` or `worker` whose mapping is older than the one on disk (say the spreadsheet id was
+    just fixed) is asked to reload first (SIGHUP), so that it does not park the events again; if it does
+    not take the current mapping, nothing is queued.
+    """
+    from connector.mapping import load_mapping
+
     settings = load_or_exit(config_path)
+    with exit_on_config_error():
+        mapping = load_mapping(settings)
+    _reload_stale_runners(settings, mapping_fingerprint(mapping))
     queue = open_queue(settings.data_dir)
     try:
         count = queue.requeue("failed", company_id)
     finally:
         queue.close()
     click.echo(f"{count} failed event{'s' if count != 1 else ''} queued again")
+
+
+def _reload_stale_runners(settings: Settings, fingerprint: str) -> None:
+    """Ask each running worker with another mapping to reload; exit 1 if one still has another after."""
+    stale = [runner for runner in live_runners(settings.data_dir) if runner.mapping != fingerprint]
+    if not stale:
+        return
+    for runner in stale:
+        click.echo(
+            f"the running {runner.command} (pid {runner.pid}) has an older mapping: asking it to reload"
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(runner.pid, signal.SIGHUP)
+    deadline = time.monotonic() + RELOAD_WAIT_SECONDS
+    while stale and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stale = [runner for runner in live_runners(settings.data_dir) if runner.mapping != fingerprint]
+    for runner in stale:
+        click.echo(
+            printable(
+                f"the running {runner.command} (pid {runner.pid}) did not take the mapping of {settings.source}: "
+                f"its log says why (it reads {runner.config}); fix that, or restart it. Nothing was queued again."
+            ),
+            err=True,
+        )
+    if stale:
+        sys.exit(1)
+    click.echo("reloaded")
 
 
 @click.command()

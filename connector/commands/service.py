@@ -7,8 +7,10 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +22,10 @@ from connector.commands.common import (
     setup_logging,
 )
 from connector.sheets_backend import sheets_backend
+
+if TYPE_CHECKING:
+    from connector.settings import Settings
+    from connector.worker import WorkerThread
 
 
 def tune_interpreter_for_serving() -> None:
@@ -38,6 +44,26 @@ def tune_interpreter_for_serving() -> None:
     sys.setswitchinterval(0.0002)
 
 
+@contextlib.contextmanager
+def reloading_on_sighup(
+    config_path: Path, loaded: Settings, worker: WorkerThread | None, command: str
+) -> Iterator[None]:
+    """Make SIGHUP reload the settings file for the block; a process with a worker also keeps its
+    record for ``failed retry`` (connector.runners)."""
+    from connector.reload import Reloader, mapping_fingerprint, reload_on_sighup
+    from connector.runners import registered
+
+    config = config_path.resolve()
+    if worker is None:
+        reload_on_sighup(Reloader(config, loaded))
+        yield
+        return
+    fingerprint = mapping_fingerprint(worker.mapping)
+    with registered(loaded.data_dir, command, str(config), fingerprint) as registration:
+        reload_on_sighup(Reloader(config, loaded, worker.mapping, worker=worker, registration=registration))
+        yield
+
+
 @click.command()
 @config_option
 def serve(config_path: Path) -> None:
@@ -48,16 +74,19 @@ def serve(config_path: Path) -> None:
     from connector.http_limits import uvicorn_limits
     from connector.preflight import check_data_dir, listening_socket
 
-    settings = load_or_exit(config_path)
-    setup_logging(settings)
+    loaded = load_or_exit(config_path)
+    setup_logging(loaded)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
         # Before anything starts: a mistake here must not leave a half-started service behind.
-        check_data_dir(settings)
-        sock = resources.enter_context(listening_socket(settings))
+        check_data_dir(loaded)
+        sock = resources.enter_context(listening_socket(loaded))
+        settings = loaded
         if settings.worker.embedded:  # only the worker talks to Sheets
             settings = resources.enter_context(sheets_backend(settings))
         app = create_app(settings)
+    worker: WorkerThread | None = app.state["worker"]
+    resources.enter_context(reloading_on_sighup(config_path, loaded, worker, "serve"))
     exit_cleanly_after_shutdown()
     tune_interpreter_for_serving()
     config = uvicorn.Config(
@@ -90,13 +119,14 @@ def worker(config_path: Path) -> None:
     from connector.preflight import check_data_dir
     from connector.worker import WorkerThread
 
-    settings = load_or_exit(config_path)
-    setup_logging(settings)
+    loaded = load_or_exit(config_path)
+    setup_logging(loaded)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
-        check_data_dir(settings)
-        settings = resources.enter_context(sheets_backend(settings))
+        check_data_dir(loaded)
+        settings = resources.enter_context(sheets_backend(loaded))
         thread = WorkerThread(settings)
+    resources.enter_context(reloading_on_sighup(config_path, loaded, thread, "worker"))
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         thread.stop_event.set()
