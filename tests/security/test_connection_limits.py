@@ -129,7 +129,7 @@ def test_silent_half_sent_and_trickling_connections_are_closed_while_others_are_
                 thread.join()
     assert answers[:5] == [b""] * 5  # a connection that said nothing is closed without an answer
     assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers[5:])
-    assert elapsed < 6  # limits of 1 s, plus the 1 s a refused connection lingers, on a busy machine
+    assert elapsed < 15  # limits of 1 s, plus the 1 s a refused connection lingers, on a busy machine
     assert refused(base, "header_timeout") == 30
     assert refused(base, "body_timeout") == 5
 

@@ -97,6 +97,12 @@ def test_sighup_applies_log_level_and_rate_limits_and_refuses_a_broken_file(
     assert "reload: sheets.rate_limit.reads_per_minute: 100000 -> 60000" in log
     assert "takes effect after a restart: worker.lease_ms" in log
     assert handle.process.poll() is None
+    # A hang-up reaches the whole process group: the inbox writer child goes on too.
+    pid = handle.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children
+    for child in children:
+        os.kill(int(child), signal.SIGHUP)
     with httpx.Client(base_url=base) as http:
         assert http.post(PATH, content=samples["tag_set"]).status_code == 200
     time.sleep(0.5)
