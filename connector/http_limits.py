@@ -13,7 +13,10 @@ httptools protocol given as uvicorn's ``http`` setting:
   seconds of opening, or of the first byte of a later request on a kept-alive connection; else 408 (or,
   for a connection that sent nothing, just closed);
 * **body time**: once the headers are in, the whole body must arrive within ``body_timeout`` seconds;
-  else 408, and the route reading it sees the client as gone.
+  else 408, and the route reading it sees the client as gone;
+* **connections over the cap** (uvicorn's ``limit_concurrency``, whose 503 comes only once a request
+  does) are answered 503 and closed as soon as they open, so idle ones cannot use up the process's file
+  descriptors.
 
 A refused connection gets its answer with ``Connection: close``, then stops being read and is closed a
 moment later (closing at once, with unread data, would make the client's system discard the answer).
@@ -62,7 +65,11 @@ def uvicorn_limits(server: ServerSettings) -> dict[str, Any]:
     return {
         "http": limited_protocol(limits),
         "timeout_keep_alive": server.keepalive_timeout,
-        "limit_concurrency": server.max_connections,
+        # uvicorn answers 503 while this many connections (or requests in progress) or more are open:
+        # one more, so that max_connections are served.
+        "limit_concurrency": server.max_connections + 1,
+        # No route speaks WebSocket: an upgrade request is answered as the plain request it also is.
+        "ws": "none",
     }
 
 
@@ -83,8 +90,17 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     # ------------------------------------------------------------ connection events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Start the clock for the first request's head."""
+        """Refuse a connection over the cap at once (503), else start the clock for the first head."""
         super().connection_made(transport)  # type: ignore[arg-type]
+        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
+            # The test uvicorn makes at each request (see uvicorn_limits), made when the connection opens:
+            # waiting for a request would hold a file descriptor meanwhile, and idle connections could
+            # use them all up.
+            self._refused = True
+            metrics.CONNECTIONS_REFUSED.labels("too_many_connections").inc()
+            self.transport.write(self._answer(503, "too many connections; try again later"))
+            self.transport.close()
+            return
         self._arm(self.limits.header_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -198,6 +214,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if status is None:
             self.transport.close()
             return
+        self.transport.write(self._answer(status, message))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.transport.pause_reading()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def _answer(self, status: int, message: str) -> bytes:
+        """A whole plain-text response that closes the connection."""
         body = message.encode()
         head = [STATUS_LINE[status]]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
@@ -206,8 +230,4 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             b"content-length: " + str(len(body)).encode() + b"\r\n",
             b"connection: close\r\n\r\n",
         ]
-        self.transport.write(b"".join(head) + body)
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        self.transport.pause_reading()
-        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        return b"".join(head) + body

@@ -39,7 +39,8 @@ EVENTS_REJECTED: Final = Counter(
 )
 CONNECTIONS_REFUSED: Final = Counter(
     "doopage_connections_refused_total",
-    "Connections answered and closed by a limit, by reason (header_too_large, header_timeout, body_timeout).",
+    "Connections answered and closed by a limit, by reason (header_too_large, header_timeout, "
+    "body_timeout, too_many_connections).",
     ["reason"],
 )
 INBOX_DEPTH: Final = Gauge("doopage_inbox_events", "Events in the inbox, by status.", ["status"])

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import socket
 import tempfile
 
 from connector.errors import ConfigError
 from connector.settings import Settings
 
-__all__ = ["check_data_dir", "listening_socket"]
+__all__ = ["check_data_dir", "check_open_files", "listening_socket"]
 
 BACKLOG = 2048  # uvicorn's default
+# File descriptors the service needs besides one per connection: its databases, the inbox writer's socket,
+# the local Sheets server and the worker's connections to Sheets, the log, with room to spare.
+SPARE_FILES = 64
 
 
 def check_data_dir(settings: Settings) -> None:
@@ -69,6 +73,23 @@ def listening_socket(settings: Settings) -> socket.socket:
             settings.source, "server.port", f"cannot listen on {host}:{port} ({exc.strerror}); {advice}"
         ) from None
     return sock
+
+
+def check_open_files(settings: Settings) -> None:
+    """Raise the open-file limit (soft up to hard) to what ``server.max_connections`` needs, or refuse."""
+    needed = settings.server.max_connections + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            settings.source,
+            "server.max_connections",
+            f"{settings.server.max_connections} connections need about {needed} open files, but this process "
+            f"may open only {hard} (ulimit -n): lower server.max_connections to {max(hard - SPARE_FILES, 8)} "
+            "or less, or raise the limit (LimitNOFILE= in a systemd unit, --ulimit nofile= for docker)",
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def _user() -> str:

@@ -33,6 +33,8 @@ from loadgen import LoadResult, customer_event, run_load, wait_answering
 from connector.app import IntakeResult
 from connector.commands.service import tune_interpreter_for_serving
 from connector.events import decode_body
+from connector.http_limits import uvicorn_limits
+from connector.settings import ServerSettings
 from connector.threaded_server import free_port
 
 TOKEN = "bench-token-0123456789abcdef"
@@ -183,12 +185,18 @@ async def alternate(
 
 @main.command("serve-noop")
 @click.option("--port", type=int, required=True)
-def serve_noop(port: int) -> None:
-    """Run the no-op endpoint (used by the benchmark itself)."""
+@click.option(
+    "--plain-http",
+    is_flag=True,
+    help="uvicorn's own HTTP protocol, without the connection limits (for scripts/bench_limits.py).",
+)
+def serve_noop(port: int, plain_http: bool) -> None:
+    """Run the no-op endpoint (used by the benchmarks themselves)."""
     app = Litestar([noop_receive, noop_health], request_max_body_size=BODY_LIMIT, openapi_config=None)
     # The settings `doopage-sheets serve` uses (interpreter and uvicorn), with log_level = "warning" as in
     # the bench config.
     tune_interpreter_for_serving()
+    limits = {} if plain_http else uvicorn_limits(ServerSettings())
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -197,6 +205,7 @@ def serve_noop(port: int) -> None:
         access_log=False,
         proxy_headers=False,
         log_config=None,
+        **limits,
     )
 
 

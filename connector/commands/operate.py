@@ -11,7 +11,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Final
 
 import click
 import httpx
@@ -33,8 +32,6 @@ from connector.samples import sample_bodies
 from connector.settings import Settings
 from connector.sheets_backend import sheets_backend
 from connector.untrusted import for_rich, printable
-
-RELOAD_WAIT_SECONDS: Final = 15.0
 
 
 @click.group()
@@ -75,7 +72,14 @@ def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
 @failed.command("retry")
 @config_option
 @click.option("--company", "company_id", type=int, default=None, help="Only this company's events.")
-def failed_retry(config_path: Path, company_id: int | None) -> None:
+@click.option(
+    "--reload-wait",
+    type=click.FloatRange(0),
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for a running worker with an older mapping to reload.",
+)
+def failed_retry(config_path: Path, company_id: int | None, reload_wait: float) -> None:
     """Queue parked events again (after fixing the cause); the worker picks them up.
 
     A running `serve` or `worker` whose mapping is older than the one on disk (say the spreadsheet id was
@@ -87,7 +91,7 @@ def failed_retry(config_path: Path, company_id: int | None) -> None:
     settings = load_or_exit(config_path)
     with exit_on_config_error():
         mapping = load_mapping(settings)
-    _reload_stale_runners(settings, mapping_fingerprint(mapping))
+    _reload_stale_runners(settings, mapping_fingerprint(mapping), reload_wait)
     queue = open_queue(settings.data_dir)
     try:
         count = queue.requeue("failed", company_id)
@@ -96,7 +100,7 @@ def failed_retry(config_path: Path, company_id: int | None) -> None:
     click.echo(f"{count} failed event{'s' if count != 1 else ''} queued again")
 
 
-def _reload_stale_runners(settings: Settings, fingerprint: str) -> None:
+def _reload_stale_runners(settings: Settings, fingerprint: str, wait_seconds: float) -> None:
     """Ask each running worker with another mapping to reload; exit 1 if one still has another after."""
     stale = [runner for runner in live_runners(settings.data_dir) if runner.mapping != fingerprint]
     if not stale:
@@ -107,7 +111,7 @@ def _reload_stale_runners(settings: Settings, fingerprint: str) -> None:
         )
         with contextlib.suppress(ProcessLookupError):
             os.kill(runner.pid, signal.SIGHUP)
-    deadline = time.monotonic() + RELOAD_WAIT_SECONDS
+    deadline = time.monotonic() + wait_seconds
     while stale and time.monotonic() < deadline:
         time.sleep(0.1)
         stale = [runner for runner in live_runners(settings.data_dir) if runner.mapping != fingerprint]

@@ -72,7 +72,7 @@ def serve(config_path: Path) -> None:
 
     from connector.app import create_app
     from connector.http_limits import uvicorn_limits
-    from connector.preflight import check_data_dir, listening_socket
+    from connector.preflight import check_data_dir, check_open_files, listening_socket
 
     loaded = load_or_exit(config_path)
     setup_logging(loaded)
@@ -80,6 +80,7 @@ def serve(config_path: Path) -> None:
     with exit_on_config_error():
         # Before anything starts: a mistake here must not leave a half-started service behind.
         check_data_dir(loaded)
+        check_open_files(loaded)
         sock = resources.enter_context(listening_socket(loaded))
         settings = loaded
         if settings.worker.embedded:  # only the worker talks to Sheets

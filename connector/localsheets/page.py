@@ -1,11 +1,12 @@
 """The HTML of the local server's read-only viewer: a list of spreadsheets, and each one as grids.
 
-Everything here is pure: a spreadsheet in, a page out. Every value goes through ``escape`` (``html.escape`` after
-showing control and bidi characters as escapes), so a cell holding ``<script>``, ``=IMPORTXML(...)`` or a
-right-to-left override shows as that text. A page is a fixed shell around a content
-part whose hash is the page's ETag; the inline script re-fetches the page with that ETag every second and
-swaps the content in when the server answers with a new one (see ``page_routes``). The Content-Security-Policy
-allows only this module's own script and style, by hash, and no request but to the page's own origin.
+Everything here is pure: a spreadsheet in, a page out. Every value goes through ``escape`` (control and
+bidi characters shown as escapes, then ``html.escape``), so a cell holding ``<script>``,
+``=IMPORTXML(...)`` or a right-to-left override shows as that text. A page is a fixed shell around a
+content part whose hash is the page's ETag; the inline script re-fetches the page with that ETag every
+second and swaps the content in when the server answers with a new one (see ``page_routes``). The
+Content-Security-Policy allows only this module's own script and style, by hash, and no request but to
+the page's own origin.
 """
 
 from __future__ import annotations

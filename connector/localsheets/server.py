@@ -4,6 +4,8 @@ API routes mirror ``https://sheets.googleapis.com/v4/spreadsheets...`` (and the 
 call gspread's ``Client.create`` makes); admin routes live under ``/_admin`` and are neither counted nor
 faulted. ``create_app`` returns a plain ASGI callable: the fault injector wraps Litestar because a dropped
 connection has to close the socket before any response byte is written, which no response object can do.
+In front of both, the request guard (``guard``) refuses other Host names, other origins, non-JSON write
+bodies and admin calls without the server's secret.
 """
 
 from __future__ import annotations

@@ -155,4 +155,4 @@ def test_requests_beyond_the_connection_cap_get_503(serve_app) -> None:
             sock = stack.enter_context(connection(base))
             sock.sendall(HEALTHZ)
             statuses.append(sock.recv(65536).split(b" ", 2)[1])
-    assert statuses == [b"200"] * 39 + [b"503"] * 6  # the 40th connection and on: the cap counts this one
+    assert statuses == [b"200"] * 40 + [b"503"] * 5

@@ -45,8 +45,8 @@ def wait_for(condition, what: str, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def retry(config: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "connector", "failed", "retry", "--config", str(config)]
+def retry(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "connector", "failed", "retry", "--config", str(config), *options]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
@@ -118,7 +118,7 @@ def test_failed_retry_queues_nothing_while_a_running_worker_keeps_another_mappin
     with registered(data, "worker", str(config), "another-mapping"):
         previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
         try:
-            result = retry(config)
+            result = retry(config, "--reload-wait", "1")
         finally:
             signal.signal(signal.SIGHUP, previous)
     assert result.returncode == 1
