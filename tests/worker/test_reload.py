@@ -3,6 +3,7 @@ under a spreadsheet id the mapping no longer names."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from connector.runners import live_runners, registered
 from connector.settings import parse_settings
 from connector.threaded_server import free_port
 from tests.e2e.harness import PATH, Service, write_settings
+from tests.worker.test_worker import store
 
 WRONG_ID = "no-such-spreadsheet-0000"
 
@@ -183,3 +185,33 @@ columns = [{{ header = "Id", source = "customer.id" }}]
         parse_mapping(company.format(id=1, sheet="a") + company.format(id=2, sheet="b"), "other.toml")
     )
     assert mapping_fingerprint(before) != mapping_fingerprint(after)
+
+
+def test_the_worker_process_writes_unrouted_events_once_a_reload_maps_their_company(connector, samples):
+    other = json.loads(samples["customer_created"])
+    other["company_id"] = 7
+    store(connector, [json.dumps(other).encode()])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connector", "worker", "--config", connector.settings.source],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: any(row.status == "unrouted" for row in connector.queue.counts()), "not unrouted")
+        second = connector.sheets.new_spreadsheet()
+        mapping_file = Path(connector.settings.source).parent / "mapping.toml"
+        text = mapping_file.read_text()
+        block = text[text.index("\n[[companies]]") :].replace("company_id = 1", "company_id = 7")
+        mapping_file.write_text(text + "\n" + block.replace(connector.spreadsheet_id, second))
+        process.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: {row.status for row in connector.queue.counts()} == {"done"}, "company 7 not written"
+        )
+        assert [row[0] for row in connector.sheets.sheet_values(second, "Customers")[1:]] == [1]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=30)
+    log = process.stderr.read() if process.stderr else ""
+    assert status == 0, log
+    assert "reload: company 7 is mapped now, to spreadsheet" in log
+    assert "company 7's 1 unrouted events queued again" in log
