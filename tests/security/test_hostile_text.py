@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import httpx
@@ -10,6 +12,7 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.inbox_queue import open_queue
+from connector.logs import RedactingFilter
 from connector.samples import sample_bodies
 from connector.settings import load_settings
 from tests.security.conftest import TOKEN, settings_text
@@ -60,3 +63,19 @@ def test_status_and_failed_list_print_hostile_event_types_and_errors_as_text(ser
     for raw in RAW_CONTROLS:
         assert raw not in status
         assert raw not in failed
+
+
+def test_log_lines_show_control_and_bidi_characters_as_escapes():
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "could not store a %s event", (HOSTILE_TYPES[2],), None
+    )
+    RedactingFilter().filter(record)
+    assert record.getMessage() == "could not store a \\x1b[2J\\x1b]0;owned\\x07clear event"
+    try:
+        raise ValueError("abc\u202egnp.exe")
+    except ValueError:
+        failed = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    RedactingFilter().filter(failed)
+    assert failed.exc_text is not None
+    assert "abc\\u202egnp.exe" in failed.exc_text
+    assert "\u202e" not in failed.exc_text
