@@ -73,6 +73,31 @@ def status(config_path: Path) -> None:
             format_ms(flush.last_error_ms),
         )
     console.print(sheets if flushes else "No flush yet.")
+    _print_runners(console, settings)
+
+
+def _print_runners(console: Console, settings: Settings) -> None:
+    """The processes running a worker on this data directory, and whether their mapping is the file's."""
+    from connector.mapping import load_mapping
+    from connector.reload import mapping_fingerprint
+    from connector.runners import live_runners
+
+    runners = live_runners(settings.data_dir)
+    if not runners:
+        console.print("No worker is running.")
+        return
+    try:
+        current: str | None = mapping_fingerprint(load_mapping(settings))
+    except ConfigError as exc:
+        current = None
+        console.print(f"The mapping does not load: {for_rich(exc)}")
+    for runner in runners:
+        if runner.mapping == current:
+            state = "the mapping on disk"
+        else:
+            state = f"[bold]another mapping than the file's[/bold]: reload it with `kill -HUP {runner.pid}`"
+        loaded = format_ms(runner.loaded_ms)
+        console.print(f"Running: {runner.command} (pid {runner.pid}), mapping loaded {loaded}: {state}")
 
 
 @click.command("check-config")

@@ -63,6 +63,17 @@ def test_failed_retry_after_fixing_the_spreadsheet_id_writes_to_the_new_one(
 
     mapping = handle.config.parent / "mapping.toml"
     mapping.write_text(mapping.read_text().replace(WRONG_ID, good))  # the operator fixes the id...
+    status = subprocess.run(
+        [sys.executable, "-m", "connector", "status", "--config", str(handle.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert f"Running: serve (pid {handle.process.pid})" in status.stdout
+    assert (
+        f"another mapping than the file's: reload it with `kill -HUP {handle.process.pid}`" in status.stdout
+    )
     result = retry(handle.config)  # ...and retries, without restarting the service
     assert result.returncode == 0, result.stderr
     assert "has an older mapping: asking it to reload" in result.stdout
