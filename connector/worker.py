@@ -136,6 +136,7 @@ class Worker:
         router = self.router  # one mapping for the whole pass, even if a reload replaces it meanwhile
         by_spreadsheet: dict[str, list[tuple[StoredEvent, Envelope]]] = defaultdict(list)
         unrouted: list[int] = []
+        unmapped: set[int] = set()
         for stored in claimed:
             envelope = self._envelope(stored, report)
             if envelope is None:
@@ -143,11 +144,15 @@ class Worker:
             company = router.route(stored.company_id)
             if company is None:
                 unrouted.append(stored.id)
+                unmapped.add(stored.company_id)
             else:
                 by_spreadsheet[company.spreadsheet_id].append((stored, envelope))
         if unrouted:
             self.queue.finish(unrouted, "unrouted")
             report.unrouted += len(unrouted)
+            # A settings reload may have mapped one of these companies during the pass: theirs go back.
+            for company_id in sorted(c for c in unmapped if self.router.route(c) is not None):
+                self.queue.requeue("unrouted", company_id)
         for spreadsheet_id, items in by_spreadsheet.items():
             self._flush_spreadsheet(spreadsheet_id, items, report, router)
         return report

@@ -16,10 +16,11 @@ import httpx
 import pytest
 
 from connector.localsheets.testing import LocalSheets
-from connector.mapping import parse_mapping
+from connector.mapping import CompanyMapping, load_mapping, parse_mapping
 from connector.reload import mapping_changes, mapping_fingerprint, settings_changes
+from connector.routing import Router
 from connector.runners import live_runners, registered
-from connector.settings import parse_settings
+from connector.settings import load_settings, parse_settings
 from connector.threaded_server import free_port
 from tests.e2e.harness import PATH, Service, write_settings
 from tests.worker.test_worker import store
@@ -198,6 +199,16 @@ columns = [{{ header = "Id", source = "customer.id" }}]
     assert mapping_fingerprint(before) != mapping_fingerprint(after)
 
 
+def map_company_seven(connector) -> str:
+    """Map company 7, in the mapping file, to a new spreadsheet of its own; its id."""
+    second = connector.sheets.new_spreadsheet()
+    mapping_file = Path(connector.settings.source).parent / "mapping.toml"
+    text = mapping_file.read_text()
+    block = text[text.index("\n[[companies]]") :].replace("company_id = 1", "company_id = 7")
+    mapping_file.write_text(text + "\n" + block.replace(connector.spreadsheet_id, second))
+    return str(second)
+
+
 def test_the_worker_process_writes_unrouted_events_once_a_reload_maps_their_company(connector, samples):
     other = json.loads(samples["customer_created"])
     other["company_id"] = 7
@@ -209,11 +220,7 @@ def test_the_worker_process_writes_unrouted_events_once_a_reload_maps_their_comp
     )
     try:
         wait_for(lambda: any(row.status == "unrouted" for row in connector.queue.counts()), "not unrouted")
-        second = connector.sheets.new_spreadsheet()
-        mapping_file = Path(connector.settings.source).parent / "mapping.toml"
-        text = mapping_file.read_text()
-        block = text[text.index("\n[[companies]]") :].replace("company_id = 1", "company_id = 7")
-        mapping_file.write_text(text + "\n" + block.replace(connector.spreadsheet_id, second))
+        second = map_company_seven(connector)
         process.send_signal(signal.SIGHUP)
         wait_for(
             lambda: {row.status for row in connector.queue.counts()} == {"done"}, "company 7 not written"
@@ -226,3 +233,25 @@ def test_the_worker_process_writes_unrouted_events_once_a_reload_maps_their_comp
     assert status == 0, log
     assert "reload: company 7 is mapped now, to spreadsheet" in log
     assert "company 7's 1 unrouted events queued again" in log
+
+
+def test_events_set_aside_while_a_reload_maps_their_company_go_back_to_the_queue(connector, samples):
+    """The race of a reload with a pass: the pass sorted with the old mapping, the new one maps the company."""
+    other = json.loads(samples["customer_created"])
+    other["company_id"] = 7
+    store(connector, [json.dumps(other).encode()])
+    second = map_company_seven(connector)
+    reloaded = Router.from_mapping(load_mapping(load_settings(connector.settings.source)))
+    company = connector.worker.router.route(1)
+    assert company is not None
+
+    class ReloadMidPass(Router):
+        def route(self, company_id: int) -> CompanyMapping | None:
+            connector.worker.router = reloaded  # the reload lands while this pass sorts its events
+            return super().route(company_id)
+
+    connector.worker.router = ReloadMidPass([company])
+    assert connector.worker.run_once().unrouted == 1
+    assert {row.status for row in connector.queue.counts()} == {"pending"}  # back in the queue, not parked
+    assert connector.worker.run_once().done == 1
+    assert [row[0] for row in connector.sheets.sheet_values(second, "Customers")[1:]] == [1]
