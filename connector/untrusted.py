@@ -3,8 +3,9 @@
 Such text may hold terminal escape sequences, carriage returns, or Unicode bidi controls that reorder what
 is shown around them (``"abc\\u202egnp.exe"`` shows as ``abcexe.png``). :func:`printable` shows each of
 those characters as an escape (``\\x1b``, ``\\u202e``) instead; newlines and tabs stay as they are. For
-rich, whose strings are markup (``[/bold]`` in an event type would make it raise MarkupError),
-:func:`for_rich` escapes the markup too.
+rich, whose strings are markup (``[/bold]`` in an event type would make it raise MarkupError):
+:func:`as_text` makes a whole table cell or title that is never read as markup, and :func:`for_rich`
+escapes text to put into a markup string.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 from typing import Final
 
 from rich.markup import escape
+from rich.text import Text
 
-__all__ = ["for_rich", "printable"]
+__all__ = ["as_text", "for_rich", "printable"]
 
 # Arabic letter mark, LRM/RLM, the embeddings and overrides, the isolates, and the line/paragraph separators.
 _BIDI_AND_BREAKS: Final = (
@@ -41,6 +43,13 @@ def printable(value: object) -> str:
     return str(value).translate(_TABLE)
 
 
+def as_text(value: object) -> Text:
+    """``printable(value)`` as a rich Text, shown exactly as it is (no markup is read in it)."""
+    return Text(printable(value))
+
+
 def for_rich(value: object) -> str:
-    """``printable(value)`` made safe as rich markup: it prints as the text it is."""
+    """``printable(value)`` escaped for a rich markup string, where it prints as the text it is. (rich
+    doubles a trailing backslash, so that it cannot escape a tag that follows; at the very end of the
+    markup it shows twice: use :func:`as_text` for a whole cell.)"""
     return escape(printable(value))

@@ -31,7 +31,7 @@ from connector.sheets import connect as connect_sheets
 from connector.sheets.config import SheetsSettings
 from connector.sheets_backend import sheets_backend
 from connector.threaded_server import free_port, serving
-from connector.untrusted import for_rich
+from connector.untrusted import as_text, for_rich
 
 WAIT_SECONDS = 30.0
 
@@ -120,10 +120,10 @@ def demo(config_path: Path) -> None:
 
 
 def _table(title: str, rows: list[list[object]]) -> Table:
-    table = Table(title=for_rich(title), title_justify="left")
+    table = Table(title=as_text(title), title_justify="left")
     header, *body = rows or [[]]
     for name in header:
-        table.add_column(for_rich(name), overflow="ellipsis", no_wrap=True, max_width=30)
+        table.add_column(as_text(name), overflow="ellipsis", no_wrap=True, max_width=30)
     for row in body:
-        table.add_row(*("" if cell is None else for_rich(cell) for cell in row))
+        table.add_row(*("" if cell is None else as_text(cell) for cell in row))
     return table

@@ -15,7 +15,7 @@ from connector.errors import ConfigError
 from connector.inbox import STATUSES, inbox_path, now_ms
 from connector.inbox_queue import open_queue
 from connector.settings import Settings
-from connector.untrusted import for_rich, printable
+from connector.untrusted import as_text, for_rich, printable
 
 if TYPE_CHECKING:
     from connector.mapping import SheetMapping
@@ -39,9 +39,9 @@ def status(config_path: Path) -> None:
     totals = dict.fromkeys(STATUSES, 0)
     for row in counts:
         totals[row.status] = totals.get(row.status, 0) + row.count
-    summary = Table(title=f"Inbox {for_rich(path)}")
+    summary = Table(title=as_text(f"Inbox {path}"))
     for name in totals:
-        summary.add_column(for_rich(name), justify="right")
+        summary.add_column(as_text(name), justify="right")
     summary.add_row(*(str(n) for n in totals.values()))
     console.print(summary)
 
@@ -49,7 +49,7 @@ def status(config_path: Path) -> None:
     for column in ("status", "event type", "events"):
         detail.add_column(column, justify="right" if column == "events" else "left")
     for row in counts:
-        detail.add_row(for_rich(row.status), for_rich(row.event_type), str(row.count))
+        detail.add_row(as_text(row.status), as_text(row.event_type), str(row.count))
     console.print(detail)
 
     now = now_ms()
@@ -66,10 +66,10 @@ def status(config_path: Path) -> None:
         sheets.add_column(column)
     for flush in flushes:
         sheets.add_row(
-            for_rich(flush.spreadsheet_id),
-            for_rich(flush.company_ids),
+            as_text(flush.spreadsheet_id),
+            as_text(flush.company_ids),
             format_ms(flush.last_ok_ms),
-            for_rich(flush.last_error or "-"),
+            as_text(flush.last_error or "-"),
             format_ms(flush.last_error_ms),
         )
     console.print(sheets if flushes else "No flush yet.")

@@ -31,7 +31,7 @@ from connector.runners import live_runners
 from connector.samples import sample_bodies
 from connector.settings import Settings
 from connector.sheets_backend import sheets_backend
-from connector.untrusted import for_rich, printable
+from connector.untrusted import as_text, for_rich, printable
 
 
 @click.group()
@@ -61,10 +61,10 @@ def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
         table.add_row(
             str(event.id),
             str(event.company_id),
-            for_rich(event.event_type),
+            as_text(event.event_type),
             format_ms(event.received_ms),
             str(event.attempts),
-            for_rich(event.error),
+            as_text(event.error),
         )
     Console().print(table)
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import unicodedata
 from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.text import Text
 
 from connector.cli import main
 from connector.inbox_queue import open_queue
 from connector.logs import RedactingFilter
 from connector.samples import sample_bodies
 from connector.settings import load_settings
+from connector.untrusted import as_text, for_rich, printable
 from tests.security.conftest import TOKEN, settings_text
 
 HOSTILE_TYPES = ("[/bold]", "[link=http://evil]x[/link]", "\x1b[2J\x1b]0;owned\x07clear", "abc\u202egnp.exe")
@@ -79,3 +84,21 @@ def test_log_lines_show_control_and_bidi_characters_as_escapes():
     assert failed.exc_text is not None
     assert "abc\\u202egnp.exe" in failed.exc_text
     assert "\u202e" not in failed.exc_text
+
+
+BIDI_AND_BREAKS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
+
+
+def harmless(char: str) -> bool:
+    return char in "\n\t" or (unicodedata.category(char) != "Cc" and char not in BIDI_AND_BREAKS)
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_any_text_prints_as_itself_with_only_controls_escaped(text: str) -> None:
+    shown = printable(text)
+    assert all(harmless(char) for char in shown)
+    assert as_text(text).plain == shown  # rich shows it as the text it is
+    assert Text.from_markup(f"[bold]{for_rich(text)}[/bold]").plain == shown  # and inside markup
+    if all(harmless(char) for char in text):
+        assert shown == text
