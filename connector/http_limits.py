@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 # How long a refused connection stays open, unread, after its answer (see the module's docstring).
 LINGER_SECONDS: Final = 1.0
+# The limit counts the request target and header fields as parsed (with ": " and CRLF); the raw bytes of an
+# unfinished head are let this much further (request line, white space), so that where the network
+# happens to split a request never decides its fate.
+HEAD_SYNTAX_SLACK: Final = 1024
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         if self._awaiting_head:
             self._head_received += len(data)
-            if self._head_received > self.limits.max_header_bytes:
+            if self._head_received > self.limits.max_header_bytes + HEAD_SYNTAX_SLACK:
                 self._refuse(431, "the request line and headers are too large", "header_too_large")
             elif self._deadline is None:
                 self._arm(self.limits.header_timeout, self._head_timed_out)

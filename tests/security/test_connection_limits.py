@@ -10,8 +10,10 @@ from contextlib import ExitStack, contextmanager
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from tests.security.conftest import TOKEN, settings_text
+from tests.security.conftest import TOKEN, running_app, settings_text
 from tests.security.test_metrics import sample_value
 
 LIMITS = """
@@ -156,3 +158,32 @@ def test_requests_beyond_the_connection_cap_get_503(serve_app) -> None:
             sock.sendall(HEALTHZ)
             statuses.append(sock.recv(65536).split(b" ", 2)[1])
     assert statuses == [b"200"] * 40 + [b"503"] * 5
+
+
+@pytest.fixture(scope="module")
+def small_heads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One app with a 2 KiB head limit for a whole module."""
+    with running_app(
+        tmp_path_factory.mktemp("heads"), settings_text(server_extra="max_header_bytes = 2048")
+    ) as base:
+        yield base
+
+
+@example(pad=2022, cuts=[2060])  # the head within the limit, its first part over it in raw bytes
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pad=st.integers(1990, 2060), cuts=st.lists(st.integers(1, 2100), max_size=5))  # around the limit
+def test_where_the_network_splits_a_request_never_decides_its_fate(
+    small_heads: str, pad: int, cuts: list[int]
+) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * pad + b"\r\n\r\n"
+    parsed = len(b"/healthz") + len(b"host") + len(b"t") + 4 + len(b"x-pad") + pad + 4
+    expected = b"200" if parsed <= 2048 else b"431"
+    with connection(small_heads) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = 0
+        for cut in [*sorted(set(cuts)), len(request)]:
+            if cut > start:
+                sock.sendall(request[start:cut])
+                start = cut
+                time.sleep(0.001)
+        assert sock.recv(65536).split(b" ", 2)[1] == expected
