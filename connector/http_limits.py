@@ -6,9 +6,9 @@ the idle time between two requests (``timeout_keep_alive``) and the number of co
 (``limit_concurrency``, 503 beyond it). What no setting covers is done here, by a subclass of uvicorn's
 httptools protocol given as uvicorn's ``http`` setting:
 
-* **head size**: the request line and headers together may hold ``max_header_bytes``; beyond it the
-  request is refused with 431 (414 when the target alone is too long) as soon as that many bytes have
-  arrived, so at most one network read past the limit is ever held;
+* **head size**: the request target and header fields together may hold ``max_header_bytes``; beyond
+  it the request is refused with 431 (414 when the target alone is too long) as soon as that many bytes
+  (and 1 KiB for the rest of the syntax) have arrived, so at most one network read past that is held;
 * **head time**: a connection must deliver a complete request line and headers within ``header_timeout``
   seconds of opening, or of the first byte of a later request on a kept-alive connection; else 408 (or,
   for a connection that sent nothing, just closed);
