@@ -3,7 +3,8 @@
 The filter removes the configured secrets (path tokens, validation keys, basic-auth passwords) wherever they
 appear in a message or its arguments, and, as a second line of defence, anything that looks like a webhook
 path token or a ``validation_key`` / ``challenge_key`` query value, so that a URL logged by a library
-(uvicorn, httpx) cannot leak one either.
+(uvicorn, httpx) cannot leak one either. It also shows control and bidi characters as escapes, so that
+an event type or an error text cannot drive the terminal or the log viewer that shows the log.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 import msgspec
+
+from connector.untrusted import printable
 
 __all__ = ["JsonFormatter", "RedactingFilter", "setup_logging"]
 
@@ -46,13 +49,14 @@ class RedactingFilter(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Render the message once, redacted, so that no formatter sees the raw arguments."""
-        message = self.redact(record.getMessage())
+        """Render the message once, redacted, so that no formatter sees the raw arguments; control and
+        bidi characters (from webhook bodies or Sheets answers) are shown as escapes."""
+        message = printable(self.redact(record.getMessage()))
         record.msg, record.args = message, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
+            record.exc_text = printable(self.redact(record.exc_text))
         return True
 
 

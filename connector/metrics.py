@@ -31,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = [
+    "CONNECTIONS_REFUSED",
     "CONTENT_TYPE",
     "EVENTS_REJECTED",
     "FLUSH_SECONDS",
@@ -50,7 +51,14 @@ CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
 EVENTS_REJECTED: Final = Counter(
     "doopage_events_rejected_total",
-    "Webhook POSTs refused, by reason (invalid, company, media_type, too_large, store, auth, address).",
+    "Webhook POSTs refused, by reason (invalid, company, media_type, too_large, client_disconnect, store, "
+    "auth, address).",
+    ["reason"],
+)
+CONNECTIONS_REFUSED: Final = Counter(
+    "doopage_connections_refused_total",
+    "Connections answered and closed by a limit, by reason (header_too_large, header_timeout, "
+    "body_timeout, too_many_connections).",
     ["reason"],
 )
 INBOX_DEPTH: Final = Gauge("doopage_inbox_events", "Events in the inbox, by status.", ["status"])
@@ -110,7 +118,8 @@ class IntakeCounts:
             received.add_metric([endpoint], count)
         accepted = CounterMetricFamily(
             "doopage_events_accepted",
-            "Events acknowledged with 200, by event type and outcome (stored or duplicate).",
+            "Events acknowledged with 200, by event type (every type not known to this version as "
+            "unknown) and outcome (stored or duplicate).",
             labels=["event_type", "outcome"],
         )
         for labels, count in self.accepted.copy().items():

@@ -75,6 +75,14 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     commit_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 5_000
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed when checking an endpoint's allow_ips.
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    # Connection limits (connector.http_limits): a request's line and headers together, in bytes (431
+    # beyond); seconds to receive them, and then the body (408 after); seconds an idle kept-alive
+    # connection stays open; connections at once (requests beyond get 503).
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16 * 1024
+    header_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    body_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 20.0
+    keepalive_timeout: Annotated[int, msgspec.Meta(ge=1, le=300)] = 5
+    max_connections: Annotated[int, msgspec.Meta(ge=8, le=100_000)] = 512
 
 
 class BasicAuth(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -130,6 +138,9 @@ class LocalSheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     host: str = "127.0.0.1"
     port: Port = 8765
     data_file: str = "local-sheets.json"  # in the data directory
+    # Names besides the loopback ones (and host) that browsers may reach it by, e.g. this machine's LAN
+    # name when host = "0.0.0.0"; any other Host header is refused (a defence against DNS rebinding).
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):

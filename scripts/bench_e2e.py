@@ -53,6 +53,7 @@ from servicekit import (
     TomlValue,
     column,
     inbox_counts,
+    local_sheets,
     log_tail,
     start_service,
     stop,
@@ -285,7 +286,7 @@ def run_burst(
         else:
             local_port = free_port()
             tables = settings_tables(None, local_port, worker, quota, True)
-            sheets = LocalSheets(f"http://127.0.0.1:{local_port}")
+            sheets = local_sheets(local_port)
             stack.callback(sheets.close)
         config = write_settings(Path(folder), port, SPREADSHEET, **tables)
         data_dir = Path(folder) / "data"

@@ -38,13 +38,14 @@ from litestar import Litestar, MediaType, Request, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 from loadgen import customer_event, run_load, wait_answering
-from servicekit import PATH, inbox_counts, start_service, stop, write_settings
+from servicekit import PATH, inbox_counts, local_sheets, start_service, stop, write_settings
 from wrkload import Numbering, Tally, have_wrk, run_wrk, tally_of
 
 from connector.commands.service import tune_interpreter_for_serving
 from connector.events import decode_body
+from connector.http_limits import uvicorn_limits
 from connector.intake.app import IntakeResult
-from connector.localsheets.testing import LocalSheets
+from connector.settings import ServerSettings
 from connector.threaded_server import free_port
 
 BODY_LIMIT = 262144
@@ -212,7 +213,7 @@ def measure_pair(
         )
         real = start_service(config, port=real_port)
         noop = subprocess.Popen([sys.executable, __file__, "serve-noop", "--port", str(noop_port)])
-        sheets = LocalSheets(f"http://127.0.0.1:{sheets_port}")
+        sheets = local_sheets(sheets_port)
         try:
             wait_answering(noop_port, noop)
             if worker:
@@ -263,12 +264,18 @@ def alternate(
 
 @main.command("serve-noop")
 @click.option("--port", type=int, required=True)
-def serve_noop(port: int) -> None:
-    """Run the no-op endpoint (used by the benchmark itself)."""
+@click.option(
+    "--plain-http",
+    is_flag=True,
+    help="uvicorn's own HTTP protocol, without the connection limits (for scripts/bench_limits.py).",
+)
+def serve_noop(port: int, plain_http: bool) -> None:
+    """Run the no-op endpoint (used by the benchmarks themselves)."""
     app = Litestar([noop_receive, noop_health], request_max_body_size=BODY_LIMIT, openapi_config=None)
     # The settings `doopage-sheets serve` uses (interpreter and uvicorn), with log_level = "warning" as in
     # the bench config.
     tune_interpreter_for_serving()
+    limits = {} if plain_http else uvicorn_limits(ServerSettings())
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -277,6 +284,7 @@ def serve_noop(port: int) -> None:
         access_log=False,
         proxy_headers=False,
         log_config=None,
+        **limits,
     )
 
 

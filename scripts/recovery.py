@@ -44,6 +44,7 @@ from servicekit import (
     PATH,
     column,
     inbox_counts,
+    local_sheets,
     log_tail,
     start_service,
     stop,
@@ -124,7 +125,7 @@ def run_scenario(scenario: str, plan: Plan) -> Outcome:
         port, sheets_port = free_port(), free_port()
         config = write_settings(Path(folder), port, SPREADSHEET, local_sheets={"port": sheets_port})
         service = start_service(config, port=port)
-        sheets = LocalSheets(f"http://127.0.0.1:{sheets_port}")
+        sheets = local_sheets(sheets_port)
         results: list[SendResult] = []
         sender = threading.Thread(
             target=lambda: results.append(

@@ -14,6 +14,8 @@ Use them only with servers on this machine (loopback).
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +26,7 @@ from typing import Any
 
 from loadgen import wait_answering
 
+from connector.localsheets.guard import ADMIN_SECRET_ENV
 from connector.localsheets.testing import LocalSheets, LocalSheetsAdminError
 from connector.store.sqlite_schema import inbox_path
 
@@ -32,6 +35,8 @@ PATH = f"/webhooks/doopage/{TOKEN}"
 MAPPING = Path(__file__).resolve().parents[1] / "config" / "mapping.example.toml"
 COMPANY = 1
 SUPERVISOR_MODULE = "connector.sync.supervisor"
+# The built-in local Sheets server's admin routes need its secret: the services started here get this one.
+ADMIN_SECRET = secrets.token_urlsafe(24)
 
 TomlValue = bool | int | float | str | Mapping[str, Any]
 
@@ -79,6 +84,7 @@ def start_service(config: Path, command: str = "serve", port: int | None = None)
             [sys.executable, "-m", "connector", command, "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=log,
+            env={**os.environ, ADMIN_SECRET_ENV: ADMIN_SECRET},
         )
     if port is not None:
         try:
@@ -88,6 +94,11 @@ def start_service(config: Path, command: str = "serve", port: int | None = None)
             sys.stderr.write(log_tail(config, command))
             raise
     return process
+
+
+def local_sheets(port: int) -> LocalSheets:
+    """The admin handle of the built-in local Sheets server a service of :func:`start_service` runs."""
+    return LocalSheets(f"http://127.0.0.1:{port}", ADMIN_SECRET)
 
 
 def log_tail(config: Path, command: str = "serve", chars: int = 4000) -> str:

@@ -39,6 +39,7 @@ from connector.sync.backfill import (
     read_jsonl,
     write_backfill,
 )
+from connector.untrusted import printable
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -298,7 +299,7 @@ def _or_usage_exit(make: Callable[[], _T]) -> _T:
 
 
 def _usage_exit(message: str) -> NoReturn:
-    click.echo(f"backfill: {message}", err=True)
+    click.echo(printable(f"backfill: {message}"), err=True)
     sys.exit(2)
 
 
@@ -354,7 +355,7 @@ def _import_and_write(
     if parsed.problems:
         _err.print(f"{file}: {len(parsed.problems)} of {parsed.rows} lines cannot be imported:", markup=False)
         for problem in parsed.problems:
-            _err.print(f"  {problem}", markup=False, highlight=False)
+            _err.print(f"  {printable(problem)}", markup=False, highlight=False)
     click.echo(
         f"{file}: {parsed.rows} rows read, {len(parsed.records)} events, {len(parsed.problems)} invalid"
     )
@@ -369,7 +370,7 @@ def _import_and_write(
         try:
             counts = import_records(settings.data_dir, parsed.records, lambda n: progress.advance(task, n))
         except StoreError as exc:
-            click.echo(f"backfill: the inbox could not store the events: {exc}", err=True)
+            click.echo(printable(f"backfill: the inbox could not store the events: {exc}"), err=True)
             sys.exit(1)
     _print_import(parsed, counts)
     totals = _write(settings, rows_per_write)

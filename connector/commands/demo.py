@@ -10,25 +10,28 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
 import httpx
 import msgspec
 import uvicorn
+from gspread.utils import ValueRenderOption
 from rich.console import Console
 from rich.table import Table
 
 from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
-from connector.localsheets.testing import LocalSheets
+from connector.http_limits import uvicorn_limits
 from connector.samples import sample_bodies
 from connector.settings import Settings
+from connector.sheets import connect as connect_sheets
 from connector.sheets.backend import sheets_backend
 from connector.sheets.config import SheetsSettings
 from connector.store import open_work_store
 from connector.sync.mapping import load_mapping
 from connector.threaded_server import free_port, serving
+from connector.untrusted import as_text, for_rich
 
 WAIT_SECONDS = 30.0
 
@@ -60,6 +63,7 @@ def _service(settings: Settings) -> Iterator[str]:
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        **uvicorn_limits(settings.server),
     )
     with ExitStack() as running:
         try:
@@ -102,21 +106,24 @@ def demo(config_path: Path) -> None:
                 for event_type, body in sample_bodies().items():
                     answer = http.post(f"/webhooks/doopage/{token}", content=body)
                     console.print(
-                        f"  {event_type:<28} {answer.status_code} {answer.json().get('status', '')}"
+                        f"  {event_type:<28} {answer.status_code} {for_rich(answer.json().get('status', ''))}"
                     )
             _wait_until_written(settings)
-        sheets = resources.enter_context(closing(LocalSheets(settings.sheets.root)))
+        client = connect_sheets(settings.sheets, environ={}).client
         for company in mapping.companies:
+            spreadsheet = client.open_by_key(company.spreadsheet_id)
             for worksheet in company.worksheets:
-                rows = sheets.sheet_values(company.spreadsheet_id, worksheet.title)
+                rows = spreadsheet.worksheet(worksheet.title).get_all_values(
+                    value_render_option=ValueRenderOption.unformatted
+                )
                 console.print(_table(f"{company.spreadsheet_id} / {worksheet.title}", rows))
 
 
 def _table(title: str, rows: list[list[object]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=as_text(title), title_justify="left")
     header, *body = rows or [[]]
     for name in header:
-        table.add_column(str(name), overflow="ellipsis", no_wrap=True, max_width=30)
+        table.add_column(as_text(name), overflow="ellipsis", no_wrap=True, max_width=30)
     for row in body:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*("" if cell is None else as_text(cell) for cell in row))
     return table

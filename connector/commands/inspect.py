@@ -16,6 +16,7 @@ from connector.settings import Settings
 from connector.store import open_work_store
 from connector.store.records import STATUSES, now_ms
 from connector.store.sqlite_schema import inbox_path
+from connector.untrusted import as_text, for_rich, printable
 
 if TYPE_CHECKING:
     from connector.sync.mapping import SheetMapping
@@ -39,9 +40,9 @@ def status(config_path: Path) -> None:
     totals = dict.fromkeys(STATUSES, 0)
     for row in counts:
         totals[row.status] = totals.get(row.status, 0) + row.count
-    summary = Table(title=f"Inbox {path}")
+    summary = Table(title=as_text(f"Inbox {path}"))
     for name in totals:
-        summary.add_column(name, justify="right")
+        summary.add_column(as_text(name), justify="right")
     summary.add_row(*(str(n) for n in totals.values()))
     console.print(summary)
 
@@ -49,7 +50,7 @@ def status(config_path: Path) -> None:
     for column in ("status", "event type", "events"):
         detail.add_column(column, justify="right" if column == "events" else "left")
     for row in counts:
-        detail.add_row(row.status, row.event_type, str(row.count))
+        detail.add_row(as_text(row.status), as_text(row.event_type), str(row.count))
     console.print(detail)
 
     now = now_ms()
@@ -66,13 +67,38 @@ def status(config_path: Path) -> None:
         sheets.add_column(column)
     for flush in flushes:
         sheets.add_row(
-            flush.spreadsheet_id,
-            flush.company_ids,
+            as_text(flush.spreadsheet_id),
+            as_text(flush.company_ids),
             format_ms(flush.last_ok_ms),
-            flush.last_error or "-",
+            as_text(flush.last_error or "-"),
             format_ms(flush.last_error_ms),
         )
     console.print(sheets if flushes else "No flush yet.")
+    _print_runners(console, settings)
+
+
+def _print_runners(console: Console, settings: Settings) -> None:
+    """The processes running a worker on this data directory, and whether their mapping is the file's."""
+    from connector.reload import mapping_fingerprint
+    from connector.runners import live_runners
+    from connector.sync.mapping import load_mapping
+
+    runners = live_runners(settings.data_dir)
+    if not runners:
+        console.print("No worker is running.")
+        return
+    try:
+        current: str | None = mapping_fingerprint(load_mapping(settings))
+    except ConfigError as exc:
+        current = None
+        console.print(f"The mapping does not load: {for_rich(exc)}")
+    for runner in runners:
+        if runner.mapping == current:
+            state = "the mapping on disk"
+        else:
+            state = f"[bold]another mapping than the file's[/bold]: reload it with `kill -HUP {runner.pid}`"
+        loaded = format_ms(runner.loaded_ms)
+        console.print(f"Running: {runner.command} (pid {runner.pid}), mapping loaded {loaded}: {state}")
 
 
 @click.command("check-config")
@@ -94,8 +120,8 @@ def check_config(config_path: Path, online: bool) -> None:
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"{settings.source}: settings are valid")
-    click.echo(describe_mapping(mapping))
+    click.echo(f"{printable(settings.source)}: settings are valid")
+    click.echo(printable(describe_mapping(mapping)))
     if online and not _spreadsheets_reachable(settings, mapping):
         sys.exit(1)
 
@@ -121,9 +147,8 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
         try:
             metadata = connection.client.http_client.fetch_sheet_metadata(spreadsheet_id)
         except (gspread.exceptions.APIError, requests.RequestException) as exc:
-            click.echo(
-                f"spreadsheet {spreadsheet_id}: NOT reachable: {classify_failure(spreadsheet_id, exc)}"
-            )
+            failure = classify_failure(spreadsheet_id, exc)
+            click.echo(printable(f"spreadsheet {spreadsheet_id}: NOT reachable: {failure}"))
             reachable = False
             continue
         present = {sheet["properties"]["title"] for sheet in metadata.get("sheets", [])}
@@ -132,5 +157,5 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
         line = f"spreadsheet {spreadsheet_id} ({title!r}): reachable"
         if missing:
             line += f"; worksheets to be created on the first write: {', '.join(missing)}"
-        click.echo(line)
+        click.echo(printable(line))
     return reachable

@@ -6,7 +6,10 @@ These are command-line only on purpose: nothing here is reachable over HTTP.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -22,9 +25,13 @@ from connector.commands.common import (
     load_or_exit,
     setup_logging,
 )
+from connector.reload import mapping_fingerprint
+from connector.runners import live_runners
 from connector.samples import sample_bodies
+from connector.settings import Settings
 from connector.sheets.backend import sheets_backend
 from connector.store import open_work_store
+from connector.untrusted import as_text, for_rich, printable
 
 
 @click.group()
@@ -54,10 +61,10 @@ def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
         table.add_row(
             str(event.id),
             str(event.company_id),
-            event.event_type,
+            as_text(event.event_type),
             format_ms(event.received_ms),
             str(event.attempts),
-            event.error,
+            as_text(event.error),
         )
     Console().print(table)
 
@@ -65,15 +72,60 @@ def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
 @failed.command("retry")
 @config_option
 @click.option("--company", "company_id", type=int, default=None, help="Only this company's events.")
-def failed_retry(config_path: Path, company_id: int | None) -> None:
-    """Queue parked events again (after fixing the cause); the worker picks them up."""
+@click.option(
+    "--reload-wait",
+    type=click.FloatRange(0),
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for a running worker with an older mapping to reload.",
+)
+def failed_retry(config_path: Path, company_id: int | None, reload_wait: float) -> None:
+    """Queue parked events again (after fixing the cause); the worker picks them up.
+
+    A running `serve` or `worker` whose mapping is older than the one on disk (say the spreadsheet id was
+    just fixed) is asked to reload first (SIGHUP), so that it does not park the events again; if it does
+    not take the current mapping, nothing is queued.
+    """
+    from connector.sync.mapping import load_mapping
+
     settings = load_or_exit(config_path)
+    with exit_on_config_error():
+        mapping = load_mapping(settings)
+    _reload_stale_runners(settings, mapping_fingerprint(mapping), reload_wait)
     queue = open_work_store(settings)
     try:
         count = queue.requeue("failed", company_id)
     finally:
         queue.close()
     click.echo(f"{count} failed event{'s' if count != 1 else ''} queued again")
+
+
+def _reload_stale_runners(settings: Settings, fingerprint: str, wait_seconds: float) -> None:
+    """Ask each running worker with another mapping to reload; exit 1 if one still has another after."""
+    stale = [runner for runner in live_runners(settings.data_dir) if runner.mapping != fingerprint]
+    if not stale:
+        return
+    for runner in stale:
+        click.echo(
+            f"the running {runner.command} (pid {runner.pid}) has an older mapping: asking it to reload"
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(runner.pid, signal.SIGHUP)
+    deadline = time.monotonic() + wait_seconds
+    while stale and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stale = [runner for runner in live_runners(settings.data_dir) if runner.mapping != fingerprint]
+    for runner in stale:
+        click.echo(
+            printable(
+                f"the running {runner.command} (pid {runner.pid}) did not take the mapping of {settings.source}: "
+                f"its log says why (it reads {runner.config}); fix that, or restart it. Nothing was queued again."
+            ),
+            err=True,
+        )
+    if stale:
+        sys.exit(1)
+    click.echo("reloaded")
 
 
 @click.command()
@@ -107,7 +159,7 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with resources, Progress(*columns) as progress:
-            task = progress.add_task(f"rows to {target}", total=None)
+            task = progress.add_task(f"rows to {for_rich(target)}", total=None)
             report = replay_company(
                 company,
                 store,
@@ -117,13 +169,15 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
                 progress=lambda rows: progress.advance(task, rows),
             )
     except (SheetsError, ReplayBusyError, LockLost, StoreError) as exc:
-        click.echo(f"replay stopped: {exc}", err=True)
+        click.echo(printable(f"replay stopped: {exc}"), err=True)
         sys.exit(1)
     finally:
         store.close()
     click.echo(
-        f"company {company_id}: {report.events} events folded into {report.entities} customers and orders; "
-        f"{report.rows_written} rows written to {target} in {report.requests} Sheets requests"
+        printable(
+            f"company {company_id}: {report.events} events folded into {report.entities} customers and orders; "
+            f"{report.rows_written} rows written to {target} in {report.requests} Sheets requests"
+        )
     )
 
 
@@ -143,11 +197,11 @@ def send_samples(config_path: Path, url: str | None) -> None:
             try:
                 response = http.post(url, content=body, headers={"content-type": "application/json"})
             except httpx.TransportError as exc:
-                click.echo(f"{event_type:<28} cannot reach the service: {exc}", err=True)
+                click.echo(printable(f"{event_type:<28} cannot reach the service: {exc}"), err=True)
                 sys.exit(1)
             ok = response.status_code == 200
             failures += not ok
             answer = response.json().get("status") if ok else f"{response.status_code} {response.text}"
-            click.echo(f"{event_type:<28} {answer}")
+            click.echo(printable(f"{event_type:<28} {answer}"))
     if failures:
         sys.exit(1)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,6 +23,13 @@ from connector.commands.common import (
     setup_logging,
 )
 from connector.sheets.backend import sheets_backend
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+    from connector.settings import Settings
+    from connector.sync.supervisor import WorkerSupervisor
+    from connector.sync.worker import WorkerThread
 
 
 def tune_interpreter_for_serving() -> None:
@@ -37,31 +48,86 @@ def tune_interpreter_for_serving() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+@contextlib.contextmanager
+def reloading_on_sighup(
+    config_path: Path, loaded: Settings, worker: WorkerThread | None, command: str
+) -> Iterator[None]:
+    """Make SIGHUP reload the settings file for the block; a process with a worker also keeps its
+    record for ``failed retry`` (connector.runners)."""
+    from connector.reload import Reloader, mapping_fingerprint, reload_on_sighup
+    from connector.runners import registered
+
+    config = config_path.resolve()
+    if worker is None:
+        reload_on_sighup(Reloader(config, loaded))
+        yield
+        return
+    fingerprint = mapping_fingerprint(worker.mapping)
+    with registered(loaded.data_dir, command, str(config), fingerprint) as registration:
+        reload_on_sighup(Reloader(config, loaded, worker.mapping, worker=worker, registration=registration))
+        yield
+
+
+def forward_reloads(config_path: Path, loaded: Settings, app: Litestar) -> None:
+    """Make SIGHUP reload ``serve``'s own settings (its log level) and, once the file is found valid,
+    pass it on to the worker child, which reloads the mapping and rate limits itself; a child started
+    later gets the reloaded settings."""
+    from connector.reload import Reloader
+
+    reloader = Reloader(config_path.resolve(), loaded)
+
+    def reload() -> None:
+        report = reloader.reload()
+        supervisor: WorkerSupervisor | None = app.state.get("worker")
+        if report.error is None and supervisor is not None:
+            supervisor.reloaded(reloader.settings)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=reload, name="settings-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, handle)
+
+
 @click.command()
 @config_option
 def serve(config_path: Path) -> None:
     """Run the webhook service (under uvicorn) until SIGINT or SIGTERM."""
     import uvicorn
 
+    from connector.http_limits import uvicorn_limits
     from connector.intake.app import create_app
+    from connector.preflight import check_data_dir, check_open_files, listening_socket
 
-    settings = load_or_exit(config_path)
-    setup_logging(settings)
+    loaded = load_or_exit(config_path)
+    setup_logging(loaded)
+    resources = contextlib.ExitStack()
     with exit_on_config_error():
+        # Before anything starts: a mistake here must not leave a half-started service behind.
+        check_data_dir(loaded)
+        check_open_files(loaded)
+        sock = resources.enter_context(listening_socket(loaded))
+        settings = loaded
         app = create_app(settings)
+    forward_reloads(config_path, loaded, app)
     exit_cleanly_after_shutdown()
     tune_interpreter_for_serving()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        host=settings.server.host,
-        port=settings.server.port,
         log_level=settings.server.log_level,
         # Request logs would put the path token, a secret, into the log.
         access_log=False,
         # X-Forwarded-For is judged by server.trusted_proxies (connector.intake.access), not by uvicorn.
         proxy_headers=False,
         log_config=None,
+        **uvicorn_limits(settings.server),
     )
+    server = uvicorn.Server(config)
+    host, port = sock.getsockname()[:2]
+    logging.getLogger(__name__).info("the service listens on %s port %d", host, port)
+    with resources:
+        server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(3)  # uvicorn's start-up failure status; the reason is in the log
 
 
 @click.command()
@@ -72,14 +138,17 @@ def worker(config_path: Path) -> None:
     Use it with `worker.embedded = false` so that `serve` only takes webhooks; running both is safe too
     (a spreadsheet is flushed from one place at a time), just not useful.
     """
+    from connector.preflight import check_data_dir
     from connector.sync.worker import WorkerThread
 
-    settings = load_or_exit(config_path)
-    setup_logging(settings)
+    loaded = load_or_exit(config_path)
+    setup_logging(loaded)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
-        settings = resources.enter_context(sheets_backend(settings))
+        check_data_dir(loaded)
+        settings = resources.enter_context(sheets_backend(loaded))
         thread = WorkerThread(settings)
+    resources.enter_context(reloading_on_sighup(config_path, loaded, thread, "worker"))
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         thread.stop_event.set()
@@ -110,12 +179,35 @@ def worker(config_path: Path) -> None:
     "--seed", type=int, default=None, help="Seed for spreadsheet ids, sheet ids and injected faults."
 )
 @click.option("--log-level", default="info", show_default=True, help="uvicorn log level.")
-def local_sheets(host: str, port: int, data_path: Path | None, seed: int | None, log_level: str) -> None:
-    """Run the local Google Sheets API v4 server (for tests, the demo, and trying without Google)."""
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A further name clients reach the server by (Host header); loopback names always work.",
+)
+def local_sheets(
+    host: str,
+    port: int,
+    data_path: Path | None,
+    seed: int | None,
+    log_level: str,
+    allowed_hosts: tuple[str, ...],
+) -> None:
+    """Run the local Google Sheets API v4 server (for tests, the demo, and trying without Google).
+
+    Its admin routes (/_admin/...) need the X-Admin-Secret header to hold the secret in
+    $DOOPAGE_LOCAL_SHEETS_ADMIN_SECRET; without that variable a random secret is made, and the admin
+    routes are closed to everyone.
+    """
+    import os
+
     from connector.localsheets import LocalSheetsService, StoreError, bind_socket, make_server, server_url
+    from connector.localsheets.guard import ADMIN_SECRET_ENV, host_names
 
     try:
-        service = LocalSheetsService(data_path=data_path, seed=seed)
+        service = LocalSheetsService(
+            data_path=data_path, seed=seed, admin_secret=os.environ.get(ADMIN_SECRET_ENV) or None
+        )
     except StoreError as exc:
         click.echo(f"local-sheets: {exc}", err=True)
         sys.exit(2)
@@ -123,4 +215,7 @@ def local_sheets(host: str, port: int, data_path: Path | None, seed: int | None,
     # The first line is read by connector.localsheets.testing to learn the port when --port is 0.
     click.echo(f"local-sheets listening on {server_url(sock)}")
     sys.stdout.flush()
-    make_server(service, log_level=log_level, access_log=log_level == "debug").run(sockets=[sock])
+    hosts = host_names(host, allowed_hosts)
+    make_server(service, log_level=log_level, access_log=log_level == "debug", hosts=hosts).run(
+        sockets=[sock]
+    )

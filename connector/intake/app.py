@@ -28,7 +28,11 @@ from litestar.exceptions import (
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, FromQuery
-from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+)
 
 from connector import __version__, metrics
 from connector.errors import StoreError
@@ -93,6 +97,10 @@ def _is_json(request: Request[None, None, State]) -> bool:
     raw = next((value for name, value in request.scope["headers"] if name == b"content-type"), b"")
     mime = raw.split(b";", 1)[0].strip().lower()
     return mime in (b"", b"application/json", b"text/json") or mime.endswith(b"+json")
+
+
+class ClientDisconnected(ClientException):
+    """400: the client closed the connection mid-body (nobody reads this answer; it ends the request)."""
 
 
 class UnsupportedMediaType(ClientException):
@@ -169,8 +177,14 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
         )
     try:
         body = await request.body()
-    except HTTPException as exc:  # 413: over the body limit
-        raise _reject("too_large", exc) from None
+    except HTTPException as exc:
+        if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+            raise _reject("too_large", exc) from None
+        # Litestar's only other failure here: the client went away before sending the whole body.
+        log.debug("a client disconnected before sending the whole body (endpoint %s)", endpoint.name)
+        raise _reject(
+            "client_disconnect", ClientDisconnected("the client disconnected before sending the whole body")
+        ) from None
     try:
         decoded = decode_body(body)
     except EventDecodeError as exc:
@@ -199,7 +213,9 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
             "store", ServiceUnavailableException("the event could not be stored; retry later")
         ) from None
     outcome = "stored" if stored else "duplicate"
-    metrics.INTAKE.accepted[event.event_type, outcome] += 1
+    # Metric labels come from a fixed set: every type this version does not know counts as "unknown".
+    label = "unknown" if isinstance(event, UnknownEvent) else event.event_type
+    metrics.INTAKE.accepted[label, outcome] += 1
     return IntakeResult(outcome, event.event_type)
 
 
@@ -276,7 +292,8 @@ def create_app(settings: Settings, inbox: Intake | None = None) -> Litestar:
     return Litestar(
         route_handlers=[verify, receive, healthz, readyz, metrics_endpoint],
         lifespan=[open_inbox, run_worker],
-        state=State({"gate": Gate(settings.endpoints, settings.server.trusted_proxies)}),
+        # The worker supervisor (set on start-up) is there for a settings reload to reach.
+        state=State({"gate": Gate(settings.endpoints, settings.server.trusted_proxies), "worker": None}),
         # Logging is set up by the command (connector.logs), with secrets redacted; errors go through
         # the handler below so that they are logged there too.
         logging_config=None,

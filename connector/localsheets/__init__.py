@@ -4,8 +4,9 @@ Start it with ``doopage-sheets local-sheets --port N [--data FILE]``, or from te
 :func:`local_sheets_thread` / :func:`local_sheets_process` (in ``connector.localsheets.testing``).
 Modules: ``a1`` (range notation), ``model`` (the grid and cell semantics), ``api`` (Google's operations
 on the model), ``fieldmask`` (``fields=`` masks), ``faults`` (fault injection, request kinds),
-``service`` (state, commit, persistence), ``store`` (the data file), ``server`` (HTTP), ``testing``,
-``page`` and ``page_routes`` (the read-only viewer at ``/`` and ``/view/{id}``).
+``service`` (state, commit, persistence), ``store`` (the data file), ``server`` (HTTP), ``guard`` (what
+requests it accepts), ``asgi`` (types), ``testing``, ``page`` and ``page_routes`` (the read-only viewer at
+``/`` and ``/view/{id}``).
 """
 
 from connector.localsheets.faults import FaultSettings, request_kind

@@ -1,10 +1,12 @@
 """The HTML of the local server's read-only viewer: a list of spreadsheets, and each one as grids.
 
-Everything here is pure: a spreadsheet in, a page out. Every value goes through ``html.escape``, so a cell
-holding ``<script>`` or ``=IMPORTXML(...)`` shows as that text. A page is a fixed shell around a content
-part whose hash is the page's ETag; the inline script re-fetches the page with that ETag every second and
-swaps the content in when the server answers with a new one (see ``page_routes``). The Content-Security-Policy
-allows only this module's own script and style, by hash, and no request but to the page's own origin.
+Everything here is pure: a spreadsheet in, a page out. Every value goes through ``escape`` (control and
+bidi characters shown as escapes, then ``html.escape``), so a cell holding ``<script>``,
+``=IMPORTXML(...)`` or a right-to-left override shows as that text. A page is a fixed shell around a
+content part whose hash is the page's ETag; the inline script re-fetches the page with that ETag every
+second and swaps the content in when the server answers with a new one (see ``page_routes``). The
+Content-Security-Policy allows only this module's own script and style, by hash, and no request but to
+the page's own origin.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
-from html import escape
+from html import escape as escape_html
 from itertools import pairwise
 from typing import Final
 from urllib.parse import quote
 
+from ..untrusted import printable
 from .a1 import column_letter
 from .model import Cell, Formula, Row, Sheet, Spreadsheet, format_number
 
@@ -77,6 +80,12 @@ _SCRIPT: Final = f"""
   setTimeout(refresh, {POLL_MILLISECONDS});
 }})();
 """
+
+
+def escape(text: str) -> str:
+    """Text for HTML: control and bidi characters shown as escapes (see connector.untrusted), then
+    HTML-escaped, quotes included."""
+    return escape_html(printable(text))
 
 
 def _csp_hash(source: str) -> str:

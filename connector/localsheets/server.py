@@ -4,6 +4,8 @@ API routes mirror ``https://sheets.googleapis.com/v4/spreadsheets...`` (and the 
 call gspread's ``Client.create`` makes); admin routes live under ``/_admin`` and are neither counted nor
 faulted. ``create_app`` returns a plain ASGI callable: the fault injector wraps Litestar because a dropped
 connection has to close the socket before any response byte is written, which no response object can do.
+In front of both, the request guard (``guard``) refuses other Host names, other origins, non-JSON write
+bodies and admin calls without the server's secret.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, cast
 
 import msgspec
@@ -23,17 +24,13 @@ from litestar.params import FromPath
 from uvicorn.config import LOGGING_CONFIG
 
 from . import api
+from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .faults import Fault, FaultSettings, error_body, request_kind
 from .fieldmask import FieldMaskError, apply_mask, parse_mask
+from .guard import LOOPBACK_NAMES, RequestGuard
 from .model import SheetsError
 from .page_routes import PAGE_ROUTES
 from .service import LocalSheetsService, SpreadsheetSpec
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 API_PREFIXES: Final = ("/v4/", "/drive/v3/")
 # Big enough for an admin upload of a 100,000-row sheet; the writer itself keeps requests near 2 MB.
@@ -355,9 +352,11 @@ def create_litestar(service: LocalSheetsService) -> Litestar:
     )
 
 
-def create_app(service: LocalSheetsService) -> ASGIApp:
-    """The full server: the API behind request counting and fault injection."""
-    return FaultInjector(cast(ASGIApp, create_litestar(service)), service)
+def create_app(service: LocalSheetsService, hosts: frozenset[str] = LOOPBACK_NAMES) -> ASGIApp:
+    """The full server: the API behind request counting and fault injection, all behind the request
+    guard (``hosts``: the names a Host header may carry; see ``guard``)."""
+    injector = FaultInjector(cast(ASGIApp, create_litestar(service)), service)
+    return RequestGuard(injector, hosts, service.admin_secret)
 
 
 # ---------------------------------------------------------------- fault injection
@@ -440,14 +439,16 @@ def make_server(
     access_log: bool = False,
     *,
     own_logging: bool = True,
+    hosts: frozenset[str] = LOOPBACK_NAMES,
 ) -> uvicorn.Server:
     """A uvicorn server for the app; call ``run(sockets=[...])`` on it.
 
     ``own_logging=False`` leaves uvicorn's loggers to the host process's logging set-up (the connector
-    runs this server inside its own process when no Google credentials are configured).
+    runs this server inside its own process when no Google credentials are configured). ``hosts``: the
+    names clients may reach it by (``guard.host_names``).
     """
     config = uvicorn.Config(
-        create_app(service),
+        create_app(service, hosts),
         log_level=log_level,
         access_log=access_log,
         log_config=LOGGING_CONFIG if own_logging else None,

@@ -8,6 +8,7 @@ All methods run on the server's event loop thread; nothing here is shared across
 from __future__ import annotations
 
 import random
+import secrets
 import string
 from collections import Counter
 from collections.abc import Callable
@@ -53,8 +54,12 @@ class SpreadsheetSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class LocalSheetsService:
     """Holds the spreadsheets and the test controls of one local Sheets server."""
 
-    def __init__(self, data_path: Path | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self, data_path: Path | None = None, seed: int | None = None, admin_secret: str | None = None
+    ) -> None:
         self.data_path = data_path
+        # Needed by the admin routes (see guard); made here unless the starting process chose one.
+        self.admin_secret = admin_secret or secrets.token_urlsafe(32)
         self.rng = random.Random(seed)  # noqa: S311 - reproducible ids, not secrets
         self.counts: Counter[str] = Counter()
         self.faults = FaultState()

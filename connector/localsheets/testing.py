@@ -12,6 +12,8 @@ The handle talks to the server over HTTP only, so it works the same for both.
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
 import uuid
@@ -25,6 +27,7 @@ import msgspec
 import requests
 
 from ..threaded_server import serving
+from .guard import ADMIN_SECRET_ENV, ADMIN_SECRET_HEADER, host_names
 from .server import bind_socket, make_server, server_url
 from .service import LocalSheetsService, SheetSpec, SpreadsheetSpec
 
@@ -38,11 +41,12 @@ class LocalSheetsAdminError(RuntimeError):
 
 
 class LocalSheets:
-    """A running local Sheets server, seen through its admin routes."""
+    """A running local Sheets server, seen through its admin routes (``admin_secret``: the server's)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, admin_secret: str) -> None:
         self.url = url.rstrip("/")
         self._http = requests.Session()
+        self._http.headers[ADMIN_SECRET_HEADER] = admin_secret
 
     def close(self) -> None:
         """Release the admin HTTP session."""
@@ -161,9 +165,10 @@ def local_sheets_thread(
     """Serve on a free port from a background thread of this process until the block ends."""
     service = LocalSheetsService(data_path=data, seed=seed)
     sock = bind_socket(host, 0)
+    server = make_server(service, hosts=host_names(host))
     try:
-        with serving(make_server(service), sock, name="local-sheets", startup_seconds=_STARTUP_SECONDS):
-            handle = LocalSheets(server_url(sock))
+        with serving(server, sock, name="local-sheets", startup_seconds=_STARTUP_SECONDS):
+            handle = LocalSheets(server_url(sock), service.admin_secret)
             try:
                 yield handle
             finally:
@@ -182,10 +187,13 @@ def local_sheets_process(
         command += ["--data", str(data)]
     if seed is not None:
         command += ["--seed", str(seed)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # The admin secret goes through the environment: a command line is visible to every user.
+    admin_secret = secrets.token_urlsafe(32)
+    env = {**os.environ, ADMIN_SECRET_ENV: admin_secret}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         url = _await_url(process)
-        handle = LocalSheets(url)
+        handle = LocalSheets(url, admin_secret)
         try:
             yield handle
         finally:

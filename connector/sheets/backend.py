@@ -51,9 +51,14 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
         make_server,
         server_url,
     )
+    from connector.localsheets.guard import ADMIN_SECRET_ENV, host_names
 
+    env = os.environ if environ is None else environ
     local = settings.local_sheets
-    service = LocalSheetsService(data_path=settings.data_dir / local.data_file)
+    # Its admin secret is made at start-up, or given (to tools that drive it) in the environment.
+    service = LocalSheetsService(
+        data_path=settings.data_dir / local.data_file, admin_secret=env.get(ADMIN_SECRET_ENV) or None
+    )
     for company in load_mapping(settings).companies:
         if company.spreadsheet_id not in service.spreadsheets:
             title = company.name or f"DooPage company {company.company_id}"
@@ -68,7 +73,9 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
         ) from None
     url = server_url(sock)
     try:
-        with serving(make_server(service, own_logging=False), sock, name="local Sheets server"):
+        hosts = host_names(local.host, local.allowed_hosts)
+        server = make_server(service, own_logging=False, hosts=hosts)
+        with serving(server, sock, name="local Sheets server"):
             log.warning(
                 "no Google credentials configured: writing to the built-in local Sheets server at %s "
                 "(open it in a browser); set sheets.credentials_file to write to Google Sheets",

@@ -50,6 +50,14 @@ class SlidingWindow:
         self._sent: deque[float] = deque()
         self._lock = threading.Lock()
 
+    def set_limit(self, limit: int, min_interval: float) -> None:
+        """Change the budget from now on; the requests already sent still count in their window."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        with self._lock:
+            self._limit = limit
+            self._min_interval = min_interval
+
     def try_acquire(self) -> float:
         """Take a slot and return 0.0, or take nothing and return the seconds until one frees up."""
         with self._lock:
@@ -93,14 +101,15 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        def window(limit: int) -> SlidingWindow:
-            spacing = WINDOW_SECONDS / limit if settings.smooth else 0.0
-            return SlidingWindow(limit, min_interval=spacing, clock=clock, sleep=sleep)
-
         self._windows: dict[RequestKind, SlidingWindow] = {
-            "read": window(settings.reads_per_minute),
-            "write": window(settings.writes_per_minute),
+            kind: SlidingWindow(limit, min_interval=interval, clock=clock, sleep=sleep)
+            for kind, (limit, interval) in _budgets(settings).items()
         }
+
+    def reconfigure(self, settings: RateLimitSettings) -> None:
+        """Take a new budget (a settings reload), keeping the record of the requests already sent."""
+        for kind, (limit, interval) in _budgets(settings).items():
+            self._windows[kind].set_limit(limit, interval)
 
     def acquire(self, kind: RequestKind) -> float:
         """Wait for budget for one request of this kind; returns the seconds waited."""
@@ -109,6 +118,15 @@ class RateLimiter:
     def ready_in(self, kind: RequestKind) -> float:
         """Seconds until a request of this kind would go without waiting (0.0: now)."""
         return self._windows[kind].ready_in()
+
+
+def _budgets(settings: RateLimitSettings) -> dict[RequestKind, tuple[int, float]]:
+    """Per kind of request: the limit per window and the least spacing between two requests."""
+
+    def budget(limit: int) -> tuple[int, float]:
+        return limit, WINDOW_SECONDS / limit if settings.smooth else 0.0
+
+    return {"read": budget(settings.reads_per_minute), "write": budget(settings.writes_per_minute)}
 
 
 _shared: dict[tuple[str, int, int, bool], RateLimiter] = {}

@@ -36,7 +36,7 @@ from gspread.urls import SPREADSHEET_BATCH_UPDATE_URL, SPREADSHEET_URL
 
 from connector import metrics
 from connector.sheets.client import SheetsConnection, connect
-from connector.sheets.config import SheetsSettings
+from connector.sheets.config import RateLimitSettings, SheetsSettings
 from connector.sheets.errors import PermanentSheetsError, TransientSheetsError
 from connector.sheets.plan import WorksheetBatch, WorksheetPlan, new_sheet_id, pack_requests, plan_worksheet
 from connector.sheets.ratelimit import RateLimiter, RequestKind, shared_limiter
@@ -148,6 +148,10 @@ class SheetWriter:
     ) -> SheetWriter:
         """Connect with these settings (ConfigError if they cannot work) and build a writer."""
         return cls(connect(settings, source=source, environ=environ), settings)
+
+    def set_rate_limit(self, settings: RateLimitSettings) -> None:
+        """Use a new request budget from now on (shared with the writers of the same credential)."""
+        self._limiter.reconfigure(settings)
 
     def ready_in(self) -> float:
         """Seconds until a flush could start without waiting for the request budget (0.0: now)."""

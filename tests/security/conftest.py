@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from connector.http_limits import uvicorn_limits
 from connector.intake.app import create_app
 from connector.settings import load_settings
 from connector.threaded_server import serving
@@ -42,10 +43,14 @@ def running_app(folder: Path, text: str) -> Iterator[str]:
     """The app for a settings text, served on a free loopback port for the block; yields its base URL."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "settings.toml").write_text(text)
-    app = create_app(load_settings(folder / "settings.toml"))
+    settings = load_settings(folder / "settings.toml")
+    app = create_app(settings)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False))
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", proxy_headers=False, **uvicorn_limits(settings.server)
+    )
+    server = uvicorn.Server(config)
     with serving(server, sock, name="the app"):
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 

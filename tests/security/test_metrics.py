@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+import socket
+import time
 
 import httpx
 
@@ -44,3 +48,52 @@ def test_metrics_count_received_accepted_and_rejected_events(serve_app):
     ):
         assert f"# TYPE {family.removesuffix('_total')}" in after
     assert TOKEN not in after
+
+
+def test_unknown_event_types_share_one_label_so_metrics_stay_small(serve_app):
+    base = serve_app(settings_text())
+    url = f"{base}/webhooks/doopage/{TOKEN}"
+    before = httpx.get(f"{base}/metrics").text
+    with httpx.Client() as http:
+        for n in range(60):
+            body = json.dumps({"company_id": 1, "event_type": f"made_up_{n}", "data": {}})
+            assert http.post(url, content=body).json()["status"] == "stored"
+    after = httpx.get(f"{base}/metrics").text
+    labels = '{event_type="unknown",outcome="stored"}'
+    assert (
+        sample_value(after, "doopage_events_accepted_total", labels)
+        - sample_value(before, "doopage_events_accepted_total", labels)
+        == 60
+    )
+    assert "made_up_" not in after
+    assert len(after) < len(before) + 200
+
+
+def test_a_client_gone_mid_body_is_counted_as_client_disconnect_and_not_logged_as_an_error(serve_app, caplog):
+    base = serve_app(settings_text())
+    host, port = base.removeprefix("http://").split(":")
+    before = httpx.get(f"{base}/metrics").text
+    with caplog.at_level(logging.DEBUG), socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            f"POST /webhooks/doopage/{TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            'Content-Length: 1000\r\n\r\n{"company_id": 1,'.encode()
+        )
+        time.sleep(0.2)  # the route is reading the body when the client goes
+    deadline = time.monotonic() + 10
+    while True:
+        after = httpx.get(f"{base}/metrics").text
+        if sample_value(after, "doopage_events_rejected_total", '{reason="client_disconnect"}') or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.05)
+
+    def delta(reason: str) -> float:
+        labels = f'{{reason="{reason}"}}'
+        return sample_value(after, "doopage_events_rejected_total", labels) - sample_value(
+            before, "doopage_events_rejected_total", labels
+        )
+
+    assert delta("client_disconnect") == 1
+    assert delta("too_large") == 0
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
