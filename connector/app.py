@@ -35,6 +35,8 @@ from connector.access import AddressRefused, Gate
 from connector.errors import StoreError
 from connector.events import KNOWN_EVENT_TYPES, EventDecodeError, UnknownEvent, decode_body, subject_of
 from connector.inbox import STATUSES, Inbox, InboxRecord, now_ms
+from connector.journal import Journal
+from connector.rejections import RejectionLog
 from connector.settings import EndpointSettings, Settings
 from connector.sqlite_inbox import SqliteInbox
 from connector.worker import WorkerThread
@@ -67,20 +69,21 @@ def _admit(token: str, request: Request[None, None, State]) -> EndpointSettings:
                 request.headers.get("x-forwarded-for"),
                 request.headers.get("authorization"),
             )
-    except AddressRefused:
-        metrics.EVENTS_REJECTED.labels("address").inc()
-        raise
-    except NotAuthorizedException:
-        metrics.EVENTS_REJECTED.labels("auth").inc()
-        raise
-    except NotFoundException:
-        metrics.EVENTS_REJECTED.labels("unknown_token").inc()
-        raise
+    except AddressRefused as exc:
+        raise _reject(request, "address", exc) from None
+    except NotAuthorizedException as exc:
+        raise _reject(request, "auth", exc) from None
+    except NotFoundException as exc:
+        raise _reject(request, "unknown_token", exc) from None
     return endpoint
 
 
-def _reject(reason: str, error: HTTPException) -> HTTPException:
-    metrics.EVENTS_REJECTED.labels(reason).inc()
+def _reject(
+    request: Request[None, None, State], reason: str, error: HTTPException, endpoint: str = ""
+) -> HTTPException:
+    """Report a refusal (metrics, the console's journal, the log) and give the error back to raise."""
+    rejections: RejectionLog = request.app.state["rejections"]
+    rejections.note(reason, error.status_code, endpoint, error.detail)
     return error
 
 
@@ -162,21 +165,20 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
     endpoint = _admit(token, request)
     metrics.INTAKE.received[endpoint.name] += 1
     if not _is_json(request):
-        raise _reject(
-            "media_type", UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
-        )
+        not_json = UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
+        raise _reject(request, "media_type", not_json, endpoint.name)
     try:
         body = await request.body()
     except HTTPException as exc:  # 413: over the body limit
-        raise _reject("too_large", exc) from None
+        raise _reject(request, "too_large", exc, endpoint.name) from None
     try:
         decoded = decode_body(body)
     except EventDecodeError as exc:
-        raise _reject("invalid", ClientException(str(exc))) from None
+        raise _reject(request, "invalid", ClientException(str(exc)), endpoint.name) from None
     event = decoded.event
     if not endpoint.accepts(event.company_id):
         refusal = PermissionDeniedException(f"company_id {event.company_id} is not accepted on this endpoint")
-        raise _reject("company", refusal)
+        raise _reject(request, "company", refusal, endpoint.name)
     inbox: Inbox = request.app.state["inbox"]
     record = InboxRecord(
         received_ms=now_ms(),
@@ -193,9 +195,8 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
         stored = await inbox.put(record)
     except StoreError as exc:
         log.error("could not store a %s event: %s", event.event_type, exc)
-        raise _reject(
-            "store", ServiceUnavailableException("the event could not be stored; retry later")
-        ) from None
+        unavailable = ServiceUnavailableException("the event could not be stored; retry later")
+        raise _reject(request, "store", unavailable, endpoint.name) from None
     outcome = "stored" if stored else "duplicate"
     metrics.INTAKE.accepted[event.event_type, outcome] += 1
     return IntakeResult(outcome, event.event_type)
@@ -255,6 +256,16 @@ def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
                 app.state.inbox.close()
 
     @asynccontextmanager
+    async def open_journal(app: Litestar) -> AsyncIterator[None]:
+        rejections: RejectionLog = app.state["rejections"]
+        rejections.journal = Journal(settings.data_dir)
+        try:
+            yield
+        finally:
+            rejections.journal.close()
+            rejections.journal = None
+
+    @asynccontextmanager
     async def run_worker(app: Litestar) -> AsyncIterator[None]:
         if worker is None:
             yield
@@ -268,8 +279,10 @@ def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=[verify, receive, healthz, readyz, metrics_endpoint],
-        lifespan=[open_inbox, run_worker],
-        state=State({"gate": Gate(settings.endpoints, settings.server.trusted_proxies)}),
+        lifespan=[open_inbox, open_journal, run_worker],
+        state=State(
+            {"gate": Gate(settings.endpoints, settings.server.trusted_proxies), "rejections": RejectionLog()}
+        ),
         # Logging is set up by the command (connector.logs), with secrets redacted; errors go through
         # the handler below so that they are logged there too.
         logging_config=None,

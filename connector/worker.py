@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,9 @@ from connector import metrics
 from connector.events import EventDecodeError, UnknownEvent, decode_body
 from connector.inbox import CSV_IMPORT_ENDPOINT, now_ms
 from connector.inbox_queue import InboxQueue, StoredEvent, open_queue
+from connector.journal import Journal
 from connector.mapping import CompanyMapping, load_mapping, rows_for
+from connector.mapping_watch import MappingWatcher
 from connector.routing import Router
 from connector.settings import Settings, WorkerSettings
 from connector.sheets.errors import PermanentSheetsError, SheetsError
@@ -82,6 +85,8 @@ class Worker:
         *,
         owner: str | None = None,
         clock: Callable[[], int] = now_ms,
+        journal: Journal | None = None,
+        watcher: MappingWatcher | None = None,
     ) -> None:
         self.queue = queue
         self.states = states
@@ -90,6 +95,8 @@ class Worker:
         self.settings = settings
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self._clock = clock
+        self.journal = journal  # where flushes are recorded for the console
+        self.watcher = watcher  # follows the mapping file; None: the router never changes
         self._failures: dict[str, int] = defaultdict(int)  # consecutive transient failures by spreadsheet
 
     def due(self) -> bool:
@@ -112,6 +119,7 @@ class Worker:
         poll = self.settings.poll_ms / 1000
         while not stop.is_set():
             try:
+                self.follow_mapping()
                 if not self.due():
                     stop.wait(poll)
                     continue
@@ -123,6 +131,14 @@ class Worker:
                 continue
             if on_pass is not None:
                 on_pass(report)
+
+    def follow_mapping(self) -> None:
+        """Route with the mapping file's current content, and queue again the events of a newly mapped
+        company (see connector.mapping_watch)."""
+        mapping = self.watcher.check() if self.watcher is not None else None
+        if mapping is not None:
+            self.router = Router.from_mapping(mapping)
+            requeue_mapped(self.queue, self.router)
 
     def run_once(self) -> PassReport:
         """Claim one batch of pending events and settle every event in it."""
@@ -171,6 +187,7 @@ class Worker:
             return
         companies = sorted({stored.company_id for stored, _ in items})
         label = ",".join(str(c) for c in companies)
+        started = time.monotonic()
         try:
             envelopes = [envelope for _, envelope in items]
             keys = {entity_key(envelope.event) for envelope in envelopes}
@@ -186,6 +203,7 @@ class Worker:
             )
             self.queue.finish(ids, "failed", str(exc))
             self.queue.record_flush(spreadsheet_id, label, error=str(exc))
+            self._journal_error(spreadsheet_id, label, len(ids), started, str(exc))
             report.failed += len(ids)
             return
         except SheetsError as exc:
@@ -199,6 +217,7 @@ class Worker:
             )
             self.queue.release(ids, retry_at_ms=self._clock() + delay)
             self.queue.record_flush(spreadsheet_id, label, error=str(exc))
+            self._journal_error(spreadsheet_id, label, len(ids), started, str(exc))
             report.released += len(ids)
             return
         finally:
@@ -215,6 +234,36 @@ class Worker:
         report.latencies_ms.extend(latencies)
         for latency in latencies:
             metrics.WEBHOOK_TO_SHEET_SECONDS.observe(latency / 1000)
+        seconds = time.monotonic() - started
+        log.info(
+            "%s: %s — %.2f s, %d requests", spreadsheet_id, flushed.describe(), seconds, flushed.requests
+        )
+        if self.journal is not None:
+            self.journal.flush(
+                spreadsheet_id,
+                label,
+                len(ids),
+                rows_updated=flushed.rows_updated,
+                rows_added=flushed.rows_appended,
+                requests=flushed.requests,
+                seconds=seconds,
+                latencies_ms=latencies,
+            )
+
+    def _journal_error(
+        self, spreadsheet_id: str, label: str, events: int, started: float, error: str
+    ) -> None:
+        if self.journal is not None:
+            seconds = time.monotonic() - started
+            self.journal.flush(spreadsheet_id, label, events, seconds=seconds, error=error)
+
+
+def requeue_mapped(queue: InboxQueue, router: Router) -> None:
+    """Give the unrouted events of every company the router now maps back to the worker."""
+    for company_id in sorted(router.company_ids):
+        requeued = queue.requeue("unrouted", company_id)
+        if requeued:
+            log.info("company %d is mapped now: %d unrouted events queued again", company_id, requeued)
 
 
 def worksheet_batches(
@@ -247,17 +296,26 @@ class WorkerThread:
         self._thread: threading.Thread | None = None
         self._queue: InboxQueue | None = None
         self._states: StateStore | None = None
+        self._journal: Journal | None = None
 
     def start(self) -> Worker:
         """Open the stores, give back events whose company is now mapped, and start working."""
         self._queue = open_queue(self.settings.data_dir)
         self._states = StateStore.open(self.settings.data_dir)
+        self._journal = Journal(self.settings.data_dir)
+        self.writer.on_request = self._journal.sheets_request
         router = Router.from_mapping(self.mapping)
-        for company_id in sorted(router.company_ids):
-            requeued = self._queue.requeue("unrouted", company_id)
-            if requeued:
-                log.info("company %d is mapped now: %d unrouted events queued again", company_id, requeued)
-        worker = Worker(self._queue, self._states, self.writer, router, self.settings.worker)
+        requeue_mapped(self._queue, router)
+        watcher = MappingWatcher(self.settings, self.mapping)
+        worker = Worker(
+            self._queue,
+            self._states,
+            self.writer,
+            router,
+            self.settings.worker,
+            journal=self._journal,
+            watcher=watcher,
+        )
         self._thread = threading.Thread(target=worker.run, args=(self.stop_event,), name="sheets-worker")
         self._thread.start()
         log.info("worker %s started", worker.owner)
@@ -269,7 +327,7 @@ class WorkerThread:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        for store in (self._queue, self._states):
+        for store in (self._queue, self._states, self._journal):
             if store is not None:
                 store.close()
-        self._queue = self._states = None
+        self._queue = self._states = self._journal = None
