@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_status ON events (status, id);
 CREATE INDEX IF NOT EXISTS events_by_company ON events (company_id, id);
+CREATE INDEX IF NOT EXISTS events_by_received ON events (received_ms);
 CREATE INDEX IF NOT EXISTS untimed_by_subject ON events (company_id, subject, id) WHERE event_ms IS NULL;
 CREATE TABLE IF NOT EXISTS locks (
     name     TEXT PRIMARY KEY,

@@ -24,6 +24,7 @@ from connector.sheets.config import SheetsSettings
 
 __all__ = [
     "BasicAuth",
+    "ConsoleSettings",
     "EndpointSettings",
     "LocalSheetsSettings",
     "Secret",
@@ -126,6 +127,16 @@ class LocalSheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     data_file: str = "local-sheets.json"  # in the data directory
 
 
+class ConsoleSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The operator console, served by `serve` on a listener of its own."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 8081
+    # Required when host is not a loopback address: the console shows the business's data and can retry.
+    basic_auth: BasicAuth | None = None
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """The whole configuration file."""
 
@@ -135,6 +146,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     sheets: SheetsSettings = msgspec.field(default_factory=SheetsSettings)  # see connector.sheets.config
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     local_sheets: LocalSheetsSettings = msgspec.field(default_factory=LocalSheetsSettings)
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     source: str = ""  # the file these settings came from; set by load_settings, not written in the file
 
     @property
@@ -149,6 +161,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
             secrets += [endpoint.token.reveal(), endpoint.validation_key.reveal()]
             if endpoint.basic_auth is not None:
                 secrets.append(endpoint.basic_auth.password.reveal())
+        if self.console.basic_auth is not None:
+            secrets.append(self.console.basic_auth.password.reveal())
         return secrets
 
 
@@ -173,6 +187,7 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str] | None = Non
     except msgspec.DecodeError as exc:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
     _check_endpoints(file, settings.endpoints)
+    _check_console(file, settings.console)
     for j, cidr in enumerate(settings.server.trusted_proxies):
         _check_network(file, f"server.trusted_proxies[{j}]", cidr)
     server = msgspec.structs.replace(
@@ -244,6 +259,26 @@ def _check_endpoints(file: str, endpoints: list[EndpointSettings]) -> None:
             raise ConfigError(file, f"endpoints[{i}].token", "two endpoints have the same token")
         names.add(endpoint.name)
         tokens.add(token)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_console(file: str, console: ConsoleSettings) -> None:
+    if console.enabled and console.basic_auth is None and not is_loopback(console.host):
+        raise ConfigError(
+            file,
+            "console.basic_auth",
+            f"the console listens on {console.host}, not only on this machine, so it needs a password: "
+            'set console.basic_auth = { username = "...", password = "env:NAME" } (or host = "127.0.0.1")',
+        )
 
 
 def _check_network(file: str, path: str, cidr: str) -> None:

@@ -39,11 +39,16 @@ def tune_interpreter_for_serving() -> None:
 
 @click.command()
 @config_option
-def serve(config_path: Path) -> None:
-    """Run the webhook service (under uvicorn) until SIGINT or SIGTERM."""
+@click.option(
+    "--show-token", is_flag=True, help="Print the webhook URLs whole at start (the token masked otherwise)."
+)
+def serve(config_path: Path, show_token: bool) -> None:
+    """Run the webhook service (under uvicorn) and the operator console until SIGINT or SIGTERM."""
     import uvicorn
 
     from connector.app import create_app
+    from connector.commands.startup import print_start_banner
+    from connector.console.runner import running_console
 
     settings = load_or_exit(config_path)
     setup_logging(settings)
@@ -52,6 +57,8 @@ def serve(config_path: Path) -> None:
         if settings.worker.embedded:  # only the worker talks to Sheets
             settings = resources.enter_context(sheets_backend(settings))
         app = create_app(settings)
+        console = resources.enter_context(running_console(settings))
+    print_start_banner(settings, console, show_token=show_token)
     exit_cleanly_after_shutdown()
     tune_interpreter_for_serving()
     with resources:

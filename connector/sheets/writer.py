@@ -233,9 +233,14 @@ class SheetWriter:
             except PermanentSheetsError as exc:
                 if exc.status != 400:
                     raise
-                # A range named a worksheet that does not exist (not created yet, or deleted by a person).
-                log.info(
-                    "spreadsheet %s: reading worksheets %s failed (%s)", spreadsheet_id, list(asked), exc
+                # A range named a worksheet that does not exist (not created yet, or deleted by a person):
+                # the normal first write into a new spreadsheet, so not worth more than a debug line; the
+                # worksheets created next are logged at INFO.
+                log.debug(
+                    "spreadsheet %s: not every worksheet of %s exists yet (%s)",
+                    spreadsheet_id,
+                    list(asked),
+                    exc,
                 )
                 return self._cycle(spreadsheet_id, batches, stats, refresh=True)
             if len(snapshots) != len(asked):
