@@ -50,26 +50,24 @@ def console_page(title: str) -> str:
 <svg id="chart-latency" class="chart" viewBox="0 0 720 170" role="img" aria-label="latency"></svg>
 <p class="legend"><span class="average">— mean</span><span class="longest">-- longest</span></p></section>
 </div>
-<div class="grid">
 <section><h2>Failed events <small id="failed-total"></small></h2>
 <p><button id="retry-all" type="button" hidden>Retry every failed event</button>
 <span class="muted">Fix the cause first (share the spreadsheet, correct its id in the mapping file); retry
 queues the events again and the worker writes them with the mapping file as it is now.</span></p>
 {_table("failed", "id", "company", "event", "received", "attempts", "error")}</section>
+<div class="grid">
 <section><h2>Unrouted companies</h2>
 <p class="muted">Events of companies the mapping does not name. Add the company to the mapping file: the
 worker takes the change without a restart and writes its waiting events.</p>
 {_table("unrouted", "company", "events waiting", "oldest")}</section>
-</div>
-<div class="grid">
 <section><h2>Sheets request budget</h2>
 <p>reads <meter id="budget-reads" min="0" value="0"></meter> <span id="budget-reads-text"></span><br>
 writes <meter id="budget-writes" min="0" value="0"></meter> <span id="budget-writes-text"></span><br>
 429 answers from Google in the last hour: <span id="throttled">0</span></p>
 {_table("throttles", "time", "kind", "spreadsheet")}</section>
+</div>
 <section><h2>Rejected webhooks <small>latest first, no bodies kept</small></h2>
 {_table("rejections", "time", "endpoint", "reason", "status", "why")}</section>
-</div>
 </main>
 </body>
 </html>

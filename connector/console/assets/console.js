@@ -25,14 +25,18 @@
     if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
     return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   };
-  const ago = (ms, now) => (ms == null ? "never" : `${seconds(Math.max(0, now - ms))} ago`);
   const cell = (text, cls) => el("td", cls ? { class: cls } : {}, String(text));
   const num = (n, badWhenPositive = false) => cell(n, n > 0 && badWhenPositive ? "n bad" : "n");
 
+  // Rows are swapped in only when they changed, so a button is not replaced under the pointer.
   const fill = (id, rows, empty) => {
     const body = $(id).querySelector("tbody");
     const columns = $(id).querySelectorAll("thead th").length;
-    body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: columns, class: "empty" }, empty))]));
+    const fresh = rows.length ? rows : [el("tr", {}, el("td", { colspan: columns, class: "empty" }, empty))];
+    const markup = fresh.map((row) => row.outerHTML).join("");
+    if (body.dataset.markup === markup) return;
+    body.dataset.markup = markup;
+    body.replaceChildren(...fresh);
   };
 
   const csrfToken = () => {
@@ -90,8 +94,8 @@
       data.spreadsheets.map((s) => {
         const flush = s.last_flush;
         const summary = flush == null ? "never flushed"
-          : flush.error != null ? `${ago(flush.at_ms, data.now_ms)}: failed after ${flush.seconds.toFixed(2)} s`
-          : `${ago(flush.at_ms, data.now_ms)}: ${flush.events} events, ${flush.rows_updated} rows updated, ` +
+          : flush.error != null ? `${time(flush.at_ms)}: failed after ${flush.seconds.toFixed(2)} s`
+          : `${time(flush.at_ms)}: ${flush.events} events, ${flush.rows_updated} rows updated, ` +
             `${flush.rows_added} added, ${flush.seconds.toFixed(2)} s, ${flush.requests} requests`;
         const action = el("td");
         for (const companyId of s.companies) {
@@ -171,7 +175,8 @@
       svgEl("line", { class: "axis", x1: left, y1: top, x2: left, y2: top + plotH }),
     ];
     const label = (text, attrs) => { const t = svgEl("text", attrs); t.textContent = text; return t; };
-    parts.push(label(`${max.toLocaleString()}${unit}`, { x: left - 4, y: top + 8, "text-anchor": "end" }));
+    const top_label = Number.isInteger(max) ? max.toLocaleString() : max.toFixed(1);
+    parts.push(label(`${top_label}${unit}`, { x: left - 4, y: top + 8, "text-anchor": "end" }));
     parts.push(label(`0`, { x: left - 4, y: top + plotH, "text-anchor": "end" }));
     if (minutes.length) {
       const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -192,7 +197,10 @@
         if (points.length) {
           drawn += points.length;
           const step = plotW / minutes.length / 2;
-          parts.push(svgEl("polyline", { class: s.cls, points: points.map(([i, v]) => `${(x(i) + step).toFixed(1)},${y(v).toFixed(1)}`).join(" ") }));
+          const xy = points.map(([i, v]) => [(x(i) + step).toFixed(1), y(v).toFixed(1)]);
+          parts.push(svgEl("polyline", { class: s.cls, points: xy.map((p) => p.join(",")).join(" ") }));
+          // A dot on each minute, so that a lone minute shows too.
+          for (const [cx, cy] of xy) parts.push(svgEl("circle", { class: `${s.cls} dot`, cx, cy, r: 2.5 }));
         }
       }
     }
