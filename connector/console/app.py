@@ -26,6 +26,7 @@ from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
+from litestar.params import JSONBody
 from litestar.response.base import ASGIResponse
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -194,7 +195,7 @@ def api_overview(request: Request[Any, Any, State]) -> Response[Overview]:
 
 
 @post("/api/retry", status_code=200, sync_to_thread=True)
-def api_retry(request: Request[Any, Any, State], data: RetryRequest) -> RetryResult:
+def api_retry(request: Request[Any, Any, State], data: JSONBody[RetryRequest]) -> RetryResult:
     """Queue failed events again: the worker writes them with the mapping file as it is now."""
     return RetryResult(_data(request).retry(data.company_id))
 
