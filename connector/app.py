@@ -25,7 +25,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ServiceUnavailableException,
 )
-from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE, HTTP_500_INTERNAL_SERVER_ERROR
@@ -37,6 +37,7 @@ from connector.events import KNOWN_EVENT_TYPES, EventDecodeError, UnknownEvent, 
 from connector.inbox import STATUSES, Inbox, InboxRecord, now_ms
 from connector.journal import Journal
 from connector.rejections import RejectionLog
+from connector.schema_docs import openapi_config, schema_assets
 from connector.settings import EndpointSettings, Settings
 from connector.sqlite_inbox import SqliteInbox
 from connector.worker import WorkerThread
@@ -278,7 +279,7 @@ def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
             await asyncio.to_thread(worker.stop)
 
     return Litestar(
-        route_handlers=[verify, receive, healthz, readyz, metrics_endpoint],
+        route_handlers=[verify, receive, healthz, readyz, metrics_endpoint, schema_assets()],
         lifespan=[open_inbox, open_journal, run_worker],
         state=State(
             {"gate": Gate(settings.endpoints, settings.server.trusted_proxies), "rejections": RejectionLog()}
@@ -288,5 +289,5 @@ def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
         logging_config=None,
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: _internal_error},
         request_max_body_size=settings.server.body_limit,
-        openapi_config=OpenAPIConfig(title="doopage-sheets", version=__version__),
+        openapi_config=openapi_config("doopage-sheets", __version__),
     )

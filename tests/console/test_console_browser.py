@@ -151,3 +151,20 @@ def test_retry_without_the_csrf_token_is_refused(service: Service) -> None:
         assert http.post("/api/retry", json={}, headers={"x-csrftoken": token}).json() == {"queued": 0}
         # A page on another name (DNS rebinding to 127.0.0.1) gets nothing.
         assert http.get("/api/overview", headers={"host": "attacker.example"}).status_code == 421
+
+
+def test_the_openapi_viewer_works_offline(browser: webdriver.Chrome, service: Service) -> None:
+    browser.get(f"{service.base}/schema")
+    wait_until(
+        browser,
+        lambda d: (
+            "doopage-sheets"
+            in " ".join(e.text for e in d.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title"))
+        ),
+        "Swagger UI did not render the document (its assets come from the package)",
+    )
+    operations = browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+    assert any("/webhooks/doopage/" in op.text for op in operations)
+    with httpx.Client(base_url=service.base, timeout=10) as http:
+        assert http.get("/schema/assets/swagger-ui-bundle.js").status_code == 200
+        assert "cdn." not in http.get("/schema").text
