@@ -1,7 +1,8 @@
 """What `serve` prints when it starts: the URLs a person needs, with the path token masked by default.
 
-Printed on standard error directly, not logged: the log filter would (rightly) blank the token out of a
-log record, and with ``--show-token`` the whole URL is what the operator asked for.
+Printed on standard output, not logged: the log filter would (rightly) blank the token out of a log
+record, with ``--show-token`` the whole URL is what the operator asked for, and the logs on standard error
+stay parseable when they are JSON lines.
 """
 
 from __future__ import annotations
@@ -53,4 +54,4 @@ def print_start_banner(settings: Settings, console_url: str | None, *, show_toke
     if console_url is not None:
         lines.append(f"  Operator console: {console_url}")
     lines.append("")
-    click.echo("\n".join(lines), err=True)
+    click.echo("\n".join(lines))
