@@ -13,7 +13,10 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
+import httpx
 import msgspec
 
 from connector.errors import ConfigError
@@ -22,7 +25,12 @@ from connector.settings import Settings
 from connector.sheets.config import CREDENTIALS_ENV, GOOGLE_API_ROOT
 from connector.threaded_server import serving
 
+if TYPE_CHECKING:
+    from connector.localsheets import LocalSheetsService
+
 __all__ = ["sheets_backend", "uses_local_sheets"]
+
+PROBE_TIMEOUT_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +69,19 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
     try:
         sock = bind_socket(local.host, local.port)
     except OSError as exc:
-        raise ConfigError(
-            settings.source,
-            "local_sheets.port",
-            f"cannot listen on {local.host}:{local.port} ({exc.strerror})",
-        ) from None
+        # Most often `serve` is running and holds the port: its local server is the one to write to.
+        running = _running_local_server(local.host, local.port, service)
+        if running is None:
+            raise ConfigError(
+                settings.source,
+                "local_sheets.port",
+                f"cannot listen on {local.host}:{local.port} ({exc.strerror})",
+            ) from None
+        log.info("using the local Sheets server already running at %s (started by another command)", running)
+        yield msgspec.structs.replace(
+            settings, sheets=msgspec.structs.replace(settings.sheets, api_root=running)
+        )
+        return
     url = server_url(sock)
     try:
         with serving(make_server(service, own_logging=False), sock, name="local Sheets server"):
@@ -78,3 +94,25 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
             yield msgspec.structs.replace(settings, sheets=sheets)
     finally:
         sock.close()
+
+
+def _running_local_server(host: str, port: int, wanted: LocalSheetsService) -> str | None:
+    """The URL of a local Sheets server answering at host:port, with the spreadsheets ``wanted`` holds
+    created there if missing; None when what listens there is not one."""
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=PROBE_TIMEOUT_S) as http:
+            listed = http.get("/_admin/spreadsheets")
+            if listed.status_code != 200:
+                return None
+            present = {entry["spreadsheetId"] for entry in listed.json()["spreadsheets"]}
+            for spreadsheet_id, spreadsheet in wanted.spreadsheets.items():
+                if spreadsheet_id not in present:
+                    spec = {"title": spreadsheet.title}
+                    http.put(
+                        f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}", json=spec
+                    ).raise_for_status()
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return url

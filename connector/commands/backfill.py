@@ -37,8 +37,9 @@ from connector.backfill import (
     write_backfill,
 )
 from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
-from connector.errors import StoreError
+from connector.errors import ConfigError, StoreError
 from connector.settings import Settings
+from connector.sheets_backend import sheets_backend
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -72,6 +73,12 @@ def _common_options(func: F) -> F:
         ),
         click.option(
             "--check", "check_only", is_flag=True, help="Validate the file and report; import nothing."
+        ),
+        click.option(
+            "--allow-unmapped",
+            is_flag=True,
+            help="Import events of companies the mapping does not name (kept until they are mapped) "
+            "instead of refusing the file.",
         ),
         click.option(
             "--as-of",
@@ -137,6 +144,7 @@ def events(
     file: Path,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     as_of: str | None,
     rows_per_write: int,
     timezone_name: str,
@@ -151,7 +159,7 @@ def events(
     as_of_ms = _as_of(as_of, timezone_name, file)
     with file.open("rb") as stream:
         parsed = read_jsonl(stream, as_of_ms, settings.server.body_limit)
-    _import_and_write(settings, file, parsed, skip_invalid, check_only, rows_per_write)
+    _import_and_write(settings, file, parsed, skip_invalid, check_only, allow_unmapped, rows_per_write)
 
 
 @backfill.command(
@@ -173,6 +181,7 @@ def customers(
     tag_separator: str,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     as_of: str | None,
     rows_per_write: int,
     timezone_name: str,
@@ -193,7 +202,7 @@ def customers(
     rows is an invalid row.
     """
     _import_csv("customers", config_path, file, column_specs, company_id, delimiter, tag_separator,
-                skip_invalid, check_only, as_of, rows_per_write, timezone_name)  # fmt: skip
+                skip_invalid, check_only, allow_unmapped, as_of, rows_per_write, timezone_name)  # fmt: skip
 
 
 @backfill.command(
@@ -211,6 +220,7 @@ def orders(
     delimiter: str,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     as_of: str | None,
     rows_per_write: int,
     timezone_name: str,
@@ -228,7 +238,7 @@ def orders(
     in --timezone). An empty cell changes nothing. An order id that appears on two rows is an invalid row.
     """
     _import_csv("orders", config_path, file, column_specs, company_id, delimiter, ",",
-                skip_invalid, check_only, as_of, rows_per_write, timezone_name)  # fmt: skip
+                skip_invalid, check_only, allow_unmapped, as_of, rows_per_write, timezone_name)  # fmt: skip
 
 
 @backfill.command("resume")
@@ -259,6 +269,7 @@ def _import_csv(
     tag_separator: str,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     as_of: str | None,
     rows_per_write: int,
     timezone_name: str,
@@ -284,7 +295,7 @@ def _import_csv(
             parsed = _or_usage_exit(lambda: read_csv(stream, options))
     except UnicodeDecodeError as exc:
         _usage_exit(f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start})")
-    _import_and_write(settings, file, parsed, skip_invalid, check_only, rows_per_write)
+    _import_and_write(settings, file, parsed, skip_invalid, check_only, allow_unmapped, rows_per_write)
 
 
 _T = TypeVar("_T")
@@ -348,6 +359,7 @@ def _import_and_write(
     parsed: BackfillInput,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     rows_per_write: int,
 ) -> None:
     """Report problems, store the records (unless refused), write every backfill event, summarise."""
@@ -363,6 +375,7 @@ def _import_and_write(
     if parsed.problems and not skip_invalid:
         click.echo("nothing imported: fix the lines above, or run again with --skip-invalid", err=True)
         sys.exit(2)
+    _refuse_unmapped(settings, parsed, allow_unmapped)
     setup_logging(settings, "warning")
     with _progress() as progress:
         task = progress.add_task("events stored", total=len(parsed.records))
@@ -377,22 +390,57 @@ def _import_and_write(
     sys.exit(_exit_status(totals))
 
 
-def _write(settings: Settings, rows_per_write: int) -> WriteTotals:
-    """Write every backfill event, with a progress bar of rows."""
+def _refuse_unmapped(settings: Settings, parsed: BackfillInput, allow_unmapped: bool) -> None:
+    """Stop (exit 1) before importing events that nothing would write: their company is not mapped."""
     from connector.mapping import load_mapping
 
     with exit_on_config_error():
         mapping = load_mapping(settings)
-    rows, _ = pending_backfill(settings.data_dir)
-    with _progress() as progress:
-        task = progress.add_task("rows written", total=rows)
-        with exit_on_config_error():
+    mapped = {company.company_id for company in mapping.companies}
+    unmapped = sorted({record.company_id for record in parsed.records} - mapped)
+    if not unmapped:
+        return
+    names = ", ".join(str(company_id) for company_id in unmapped)
+    where = f"{mapping.file}: company {names} {'is' if len(unmapped) == 1 else 'are'} not mapped"
+    if allow_unmapped:
+        click.echo(f"{where}: their events are kept and written once the company is mapped", err=True)
+        return
+    click.echo(
+        f"nothing imported: {where}, so nothing would be written. Add the company to the mapping, or run "
+        "again with --allow-unmapped to keep its events until it is mapped",
+        err=True,
+    )
+    sys.exit(1)
+
+
+def _write(settings: Settings, rows_per_write: int) -> WriteTotals:
+    """Write every backfill event, with a progress bar of rows.
+
+    Without Google credentials it writes to the built-in local Sheets server, as `serve` does (the one
+    `serve` runs, when it is running). A configuration mistake stops it with the events kept.
+    """
+    from connector.mapping import load_mapping
+
+    rows, events = pending_backfill(settings.data_dir)
+    try:
+        with sheets_backend(settings) as backend, _progress() as progress:
+            mapping = load_mapping(backend)
+            task = progress.add_task("rows written", total=rows)
             return write_backfill(
-                settings,
+                backend,
                 mapping,
                 rows_per_write=rows_per_write,
                 on_pass=lambda totals: progress.update(task, completed=totals.rows),
             )
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        if events:
+            click.echo(
+                f"the {events} imported events are kept: `doopage-sheets backfill resume` writes them "
+                "once this is fixed",
+                err=True,
+            )
+        sys.exit(2)
 
 
 def _print_import(parsed: BackfillInput, counts: ImportCounts) -> None:
@@ -402,6 +450,12 @@ def _print_import(parsed: BackfillInput, counts: ImportCounts) -> None:
 
 
 def _print_write(totals: WriteTotals) -> None:
+    if totals.done == 0 and totals.unrouted:
+        click.echo(
+            f"written: nothing; {totals.unrouted} events belong to companies without a mapping "
+            "(kept, and written once the company is mapped)"
+        )
+        return
     click.echo(
         f"written: {totals.rows} rows ({totals.done} events) in {totals.passes} "
         f"pass{'' if totals.passes == 1 else 'es'}, "

@@ -298,11 +298,19 @@ def test_a_claim_cut_short_is_given_back_at_once(backfill: Backfill) -> None:
     assert set(backfill.records("Customers")) == {"1", "2"}
 
 
-def test_rows_of_an_unmapped_company_are_kept_unrouted(backfill: Backfill) -> None:
+def test_rows_of_an_unmapped_company_are_refused_unless_allowed_then_kept_unrouted(
+    backfill: Backfill,
+) -> None:
     path = backfill.file("customers.csv", "ID,Full name,Tags\n1,A,\n")
-    result = backfill.run("customers", str(path), *CUSTOMER_COLUMNS, "--company", "99")
+    refused = backfill.run("customers", str(path), *CUSTOMER_COLUMNS, "--company", "99")
+    assert refused.exit_code == 1, refused.output
+    assert "nothing imported" in refused.stderr
+    assert "company 99 is not mapped" in refused.stderr
+    assert "written:" not in refused.stdout
+
+    result = backfill.run("customers", str(path), *CUSTOMER_COLUMNS, "--company", "99", "--allow-unmapped")
     assert result.exit_code == 0, result.output
-    assert "unrouted: 1 events" in result.stderr
+    assert "written: nothing; 1 events belong to companies without a mapping" in result.stdout
     assert stored(backfill) == {"unrouted": 1}
 
 
