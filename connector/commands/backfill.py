@@ -38,6 +38,7 @@ from connector.backfill import (
 )
 from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
 from connector.errors import ConfigError, StoreError
+from connector.import_registry import content_digest, remember_as_of, remembered_as_of
 from connector.settings import Settings
 from connector.sheets_backend import sheets_backend
 
@@ -59,8 +60,9 @@ def backfill() -> None:
     inbox (deduplicated: importing a file again stores nothing new), then written in passes of at most
     5,000 rows per write. An interrupted run is finished by running it again, or by `backfill resume`.
 
-    Imported data carries the time the file was true (--as-of, by default the file's modification time):
-    newer webhooks win over it, field by field.
+    Imported data carries the time the file was true (--as-of, by default the file's modification time
+    when its content was first imported): newer webhooks win over it, field by field. A file downloaded
+    again or touched, with the same content, is recognised by its content and imports nothing new.
     """
 
 
@@ -156,7 +158,7 @@ def events(
     order is kept. Lines of an event type this version does not know are kept, as the service keeps them.
     """
     settings = load_or_exit(config_path)
-    as_of_ms = _as_of(as_of, timezone_name, file)
+    as_of_ms = _as_of(settings, as_of, timezone_name, file, remember=not check_only)
     with file.open("rb") as stream:
         parsed = read_jsonl(stream, as_of_ms, settings.server.body_limit)
     _import_and_write(settings, file, parsed, skip_invalid, check_only, allow_unmapped, rows_per_write)
@@ -285,7 +287,7 @@ def _import_csv(
         kind=kind,
         columns=columns,
         company_id=_company(settings, company_id),
-        as_of_ms=_as_of(as_of, timezone_name, file),
+        as_of_ms=_as_of(settings, as_of, timezone_name, file, remember=not check_only),
         tag_separator=tag_separator,
         delimiter=delimiter,
         timezone=zone,
@@ -313,10 +315,16 @@ def _usage_exit(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def _as_of(text: str | None, timezone_name: str, file: Path) -> int:
-    """The as-of time in epoch ms: the option's, else the file's modification time."""
+def _as_of(settings: Settings, text: str | None, timezone_name: str, file: Path, *, remember: bool) -> int:
+    """The as-of time in epoch ms: the option's; else the one an earlier import of the same content used
+    (see connector.import_registry); else the file's modification time, remembered for that content."""
     if text is None:
-        return file_as_of(file)
+        digest = content_digest(file)
+        known = remembered_as_of(settings.data_dir, digest)
+        if known is not None:
+            return known
+        as_of_ms = file_as_of(file)
+        return remember_as_of(settings.data_dir, digest, as_of_ms, file.name) if remember else as_of_ms
     zone = _or_usage_exit(lambda: parse_timezone(timezone_name))
     try:
         return parse_datetime_ms(text, zone)

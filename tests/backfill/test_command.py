@@ -367,3 +367,20 @@ def test_passes_shrink_to_rows_that_fit_one_write_request(backfill: Backfill) ->
     assert rest
     assert all(report.sheets_requests == 2 for report in rest)  # one read, one write
     assert len(backfill.records("Customers")) == 200
+
+
+def test_the_same_content_with_a_new_modification_time_imports_nothing_new(backfill: Backfill) -> None:
+    import os
+
+    path = backfill.file("customers.csv", "ID,Full name,Tags\n1,A,vip\n2,B,\n")
+    first = backfill.run("customers", str(path), *CUSTOMER_COLUMNS)
+    assert first.exit_code == 0, first.output
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 3_600_000_000_000))  # touched, an hour later
+    again = backfill.run("customers", str(path), *CUSTOMER_COLUMNS)
+    assert again.exit_code == 0, again.output
+    assert "events: 0 stored" in again.stdout
+    path.write_text("ID,Full name,Tags\n1,A2,vip\n2,B,\n", encoding="utf-8")  # new content: imported
+    changed = backfill.run("customers", str(path), *CUSTOMER_COLUMNS)
+    assert "events: 0 stored" not in changed.stdout
+    assert backfill.records("Customers")["1"]["Name"] == "A2"
