@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from connector.errors import ConfigError
+from connector.errors import ConfigError, suggest_known_field
 from connector.mapping import MappingSettings
-from connector.sheets.config import SheetsSettings
+from connector.sheets.config import RateLimitSettings, RetrySettings, SheetsSettings
 
 __all__ = [
     "BasicAuth",
@@ -166,6 +166,25 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
         return secrets
 
 
+_FIELD_NAMES = [
+    name
+    for struct in (
+        Settings,
+        ServerSettings,
+        EndpointSettings,
+        BasicAuth,
+        WorkerSettings,
+        LocalSheetsSettings,
+        ConsoleSettings,
+        MappingSettings,
+        SheetsSettings,
+        RetrySettings,
+        RateLimitSettings,
+    )
+    for name in struct.__struct_fields__
+]
+
+
 def load_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate a settings file, or raise ConfigError naming the file, the path and the reason."""
     file = str(path)
@@ -230,12 +249,12 @@ def resolve_secret(value: str, env: Mapping[str, str], base: Path) -> str:
 
 
 def _located(file: str, message: str) -> ConfigError:
-    """Split msgspec's ``reason - at `$.a[0].b``` into a ConfigError."""
+    """Split msgspec's ``reason - at `$.a[0].b``` into a ConfigError; suggest the key a typo meant."""
     reason, sep, where = message.rpartition(" - at ")
     if not sep:
-        return ConfigError(file, "", message)
+        return ConfigError(file, "", suggest_known_field(message, _FIELD_NAMES))
     path = where.strip("`").removeprefix("$").removeprefix(".")
-    return ConfigError(file, path, reason)
+    return ConfigError(file, path, suggest_known_field(reason, _FIELD_NAMES))
 
 
 def _check_endpoints(file: str, endpoints: list[EndpointSettings]) -> None:

@@ -10,11 +10,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from connector.commands.common import config_option, format_ms, load_or_exit
+from connector.commands.common import config_option, exit_on_config_error, format_ms, load_or_exit
 from connector.errors import ConfigError
 from connector.inbox import STATUSES, inbox_path, now_ms
 from connector.inbox_queue import open_queue
 from connector.settings import Settings
+from connector.sheets_backend import sheets_backend
 
 if TYPE_CHECKING:
     from connector.mapping import SheetMapping
@@ -85,18 +86,24 @@ def check_config(config_path: Path, online: bool) -> None:
     Exits 2 on a configuration mistake (naming the file, the path in it and the reason), and with
     --online exits 1 when a spreadsheet cannot be opened.
     """
+    from connector.config_checks import check_credentials, config_warnings
     from connector.mapping import describe_mapping, load_mapping
 
     settings = load_or_exit(config_path)
-    try:
+    with exit_on_config_error():
         mapping = load_mapping(settings)
-    except ConfigError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
+        sheets = check_credentials(settings)
     click.echo(f"{settings.source}: settings are valid")
+    for warning in config_warnings(settings):
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(sheets)
     click.echo(describe_mapping(mapping))
-    if online and not _spreadsheets_reachable(settings, mapping):
-        sys.exit(1)
+    if online:
+        # Without credentials, the local Sheets server `serve` would write to (or the one it runs).
+        with exit_on_config_error(), sheets_backend(settings) as backend:
+            reachable = _spreadsheets_reachable(backend, mapping)
+        if not reachable:
+            sys.exit(1)
 
 
 def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:

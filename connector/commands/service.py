@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -18,7 +19,10 @@ from connector.commands.common import (
     load_or_exit,
     setup_logging,
 )
+from connector.config_checks import config_warnings
 from connector.sheets_backend import sheets_backend
+
+log = logging.getLogger("connector.serve")
 
 
 def tune_interpreter_for_serving() -> None:
@@ -52,6 +56,8 @@ def serve(config_path: Path, show_token: bool) -> None:
 
     settings = load_or_exit(config_path)
     setup_logging(settings)
+    for warning in config_warnings(settings):
+        log.warning(warning)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
         if settings.worker.embedded:  # only the worker talks to Sheets
