@@ -35,6 +35,9 @@ def status(config_path: Path) -> None:
         counts, lag, flushes = queue.counts(), queue.lag(), queue.flushes()
     finally:
         queue.close()
+    mapped = _mapped_spreadsheets(settings)
+    if mapped is not None:  # a spreadsheet no longer mapped is history, errors included
+        flushes = [flush for flush in flushes if flush.spreadsheet_id in mapped]
     console = Console()
     totals = dict.fromkeys(STATUSES, 0)
     for row in counts:
@@ -73,6 +76,17 @@ def status(config_path: Path) -> None:
             format_ms(flush.last_error_ms),
         )
     console.print(sheets if flushes else "No flush yet.")
+
+
+def _mapped_spreadsheets(settings: Settings) -> set[str] | None:
+    """The spreadsheets the mapping names now; None when it cannot be read (then nothing is hidden)."""
+    from connector.mapping import load_mapping
+
+    try:
+        mapping = load_mapping(settings)
+    except ConfigError:
+        return None
+    return {company.spreadsheet_id for company in mapping.companies}
 
 
 @click.command("check-config")
