@@ -23,6 +23,7 @@ from connector.mapping import MappingSettings
 from connector.sheets.config import RateLimitSettings, RetrySettings, SheetsSettings
 
 __all__ = [
+    "AlertSettings",
     "BasicAuth",
     "ConsoleSettings",
     "EndpointSettings",
@@ -30,6 +31,7 @@ __all__ = [
     "Secret",
     "ServerSettings",
     "Settings",
+    "SmtpSettings",
     "WorkerSettings",
     "load_settings",
     "parse_settings",
@@ -137,6 +139,36 @@ class ConsoleSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, 
     basic_auth: BasicAuth | None = None
 
 
+class SmtpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Where alert e-mails go out."""
+
+    host: str
+    port: Port = 587
+    starttls: bool = True
+    username: str | None = None
+    password: Secret | None = None
+    sender: Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+$")]
+    to: Annotated[
+        list[Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+$")]], msgspec.Meta(min_length=1)
+    ]
+
+
+class AlertSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Optional alerts when a spreadsheet's events are parked or its lag passes a threshold."""
+
+    # A JSON webhook: {"text": ...} is POSTed (Slack, Google Chat; Discord at its .../slack URL).
+    webhook_url: Secret | None = None
+    smtp: SmtpSettings | None = None
+    lag_minutes: PositiveInt = 10  # alert when the oldest pending event of a spreadsheet is older
+    repeat_minutes: PositiveInt = 60  # the same alert at most this often while its condition lasts
+    check_seconds: PositiveInt = 30
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any channel is configured."""
+        return self.webhook_url is not None or self.smtp is not None
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """The whole configuration file."""
 
@@ -147,6 +179,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     local_sheets: LocalSheetsSettings = msgspec.field(default_factory=LocalSheetsSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     source: str = ""  # the file these settings came from; set by load_settings, not written in the file
 
     @property
@@ -163,6 +196,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
                 secrets.append(endpoint.basic_auth.password.reveal())
         if self.console.basic_auth is not None:
             secrets.append(self.console.basic_auth.password.reveal())
+        if self.alerts.webhook_url is not None:
+            secrets.append(self.alerts.webhook_url.reveal())
+        if self.alerts.smtp is not None and self.alerts.smtp.password is not None:
+            secrets.append(self.alerts.smtp.password.reveal())
         return secrets
 
 
@@ -176,6 +213,8 @@ _FIELD_NAMES = [
         WorkerSettings,
         LocalSheetsSettings,
         ConsoleSettings,
+        AlertSettings,
+        SmtpSettings,
         MappingSettings,
         SheetsSettings,
         RetrySettings,
@@ -207,6 +246,9 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str] | None = Non
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
     _check_endpoints(file, settings.endpoints)
     _check_console(file, settings.console)
+    webhook = settings.alerts.webhook_url
+    if webhook is not None and not webhook.reveal().startswith(("https://", "http://")):
+        raise ConfigError(file, "alerts.webhook_url", "an http(s) URL is needed (the incoming webhook's URL)")
     for j, cidr in enumerate(settings.server.trusted_proxies):
         _check_network(file, f"server.trusted_proxies[{j}]", cidr)
     server = msgspec.structs.replace(

@@ -64,6 +64,12 @@ def serve(config_path: Path, show_token: bool) -> None:
             settings = resources.enter_context(sheets_backend(settings))
         app = create_app(settings)
         console = resources.enter_context(running_console(settings))
+        if settings.alerts.enabled:
+            from connector.alerts import Alerter
+
+            alerter = Alerter(settings)
+            alerter.start()
+            resources.callback(alerter.stop)
     print_start_banner(settings, console, show_token=show_token)
     exit_cleanly_after_shutdown()
     tune_interpreter_for_serving()
