@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from connector.settings import Settings, is_loopback
+from connector.addresses import is_loopback
+from connector.settings import Settings
 from connector.sheets_backend import uses_local_sheets
 
 __all__ = ["EXAMPLE_SECRETS", "check_credentials", "config_warnings"]

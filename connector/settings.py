@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from connector.addresses import is_loopback
 from connector.errors import ConfigError, suggest_known_field
 from connector.mapping import MappingSettings
 from connector.sheets.config import RateLimitSettings, RetrySettings, SheetsSettings
@@ -320,16 +321,6 @@ def _check_endpoints(file: str, endpoints: list[EndpointSettings]) -> None:
             raise ConfigError(file, f"endpoints[{i}].token", "two endpoints have the same token")
         names.add(endpoint.name)
         tokens.add(token)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listening address is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_console(file: str, console: ConsoleSettings) -> None:

@@ -32,6 +32,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from connector.access import basic_auth_matches
+from connector.addresses import is_loopback
 from connector.console.page import CONTENT_SECURITY_POLICY, console_page
 from connector.console.queries import Overview, overview, spreadsheet_link
 from connector.inbox import SCHEMA as INBOX_SCHEMA
@@ -39,7 +40,7 @@ from connector.inbox import connect, inbox_path, now_ms
 from connector.inbox_queue import open_queue
 from connector.journal import connect_journal
 from connector.mapping_watch import MappingWatcher
-from connector.settings import BasicAuth, Settings, is_loopback
+from connector.settings import BasicAuth, Settings
 from connector.sheets.config import GOOGLE_API_ROOT
 from connector.sheets_backend import uses_local_sheets
 

@@ -14,12 +14,12 @@ from urllib.parse import quote
 
 import msgspec
 
+from connector.inbox_queue import FailedEvent
 from connector.mapping import SheetMapping
 
 __all__ = [
     "Budget",
     "CompanyView",
-    "FailedView",
     "Minute",
     "Overview",
     "Rejection",
@@ -113,17 +113,6 @@ class Rejection(msgspec.Struct, frozen=True):
     detail: str
 
 
-class FailedView(msgspec.Struct, frozen=True):
-    """An event parked by a permanent error."""
-
-    id: int
-    company_id: int
-    event_type: str
-    received_ms: int
-    attempts: int
-    error: str
-
-
 class UnroutedView(msgspec.Struct, frozen=True):
     """A company with no mapping whose events wait for one."""
 
@@ -142,7 +131,7 @@ class Overview(msgspec.Struct, frozen=True):
     budget: Budget
     throttles: list[Throttle]
     rejections: list[Rejection]
-    failed: list[FailedView]
+    failed: list[FailedEvent]
     failed_total: int
     unrouted: list[UnroutedView]
     mapping_file: str
@@ -251,14 +240,14 @@ def rejections(journal: sqlite3.Connection, limit: int = LIST_LIMIT) -> list[Rej
     return [Rejection(*row) for row in rows]
 
 
-def failed(inbox: sqlite3.Connection, limit: int = LIST_LIMIT) -> list[FailedView]:
+def failed(inbox: sqlite3.Connection, limit: int = LIST_LIMIT) -> list[FailedEvent]:
     """The latest parked events with their error, newest first."""
     rows = inbox.execute(
         "SELECT id, company_id, event_type, received_ms, attempts, COALESCE(last_error, '') FROM events"
         " WHERE status = 'failed' ORDER BY id DESC LIMIT ?",
         (limit,),
     )
-    return [FailedView(*row) for row in rows]
+    return [FailedEvent(*row) for row in rows]
 
 
 def unrouted(inbox: sqlite3.Connection) -> list[UnroutedView]:

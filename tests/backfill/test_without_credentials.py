@@ -13,33 +13,15 @@ from connector.settings import load_settings
 from connector.sheets_backend import sheets_backend
 from connector.threaded_server import free_port
 from tests.backfill.test_command import CUSTOMER_COLUMNS
-from tests.settings_files import MAPPING
+from tests.settings_files import write_settings
 
 NO_CREDENTIALS = {"GOOGLE_APPLICATION_CREDENTIALS": None}
 
 
 def write_local_settings(folder: Path) -> Path:
-    """Settings with no [sheets] at all: the local Sheets server on a free port."""
-    (folder / "mapping.toml").write_text(MAPPING.read_text(encoding="utf-8"), encoding="utf-8")
-    path = folder / "settings.toml"
-    path.write_text(
-        f"""
-[server]
-data_dir = "data"
-[[endpoints]]
-name = "main"
-token = "local-test-token-0123456789"
-validation_key = "key"
-[mapping]
-file = "mapping.toml"
-[local_sheets]
-port = {free_port()}
-[worker]
-embedded = false
-""",
-        encoding="utf-8",
-    )
-    return path
+    """Settings with no API root and no credentials: the local Sheets server, on a free port."""
+    extra = f"[local_sheets]\nport = {free_port()}\n"
+    return write_settings(folder, None, "doopage-demo", "local-test-token-0123456789", extra=extra)
 
 
 def run(config: Path, *args: str) -> tuple[int, str]:
