@@ -34,7 +34,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from connector.access import basic_auth_matches
 from connector.addresses import is_loopback
 from connector.console.page import CONTENT_SECURITY_POLICY, console_page
-from connector.console.queries import Overview, overview, spreadsheet_link
+from connector.console.queries import Overview, Tally, overview, spreadsheet_link
 from connector.inbox import SCHEMA as INBOX_SCHEMA
 from connector.inbox import connect, inbox_path, now_ms
 from connector.inbox_queue import open_queue
@@ -72,6 +72,8 @@ class ConsoleData:
         self._lock = threading.Lock()
         self._inbox: sqlite3.Connection | None = None
         self._journal: sqlite3.Connection | None = None
+        self._minutes: dict[int, int] = {}  # events received per minute, for minutes that are over
+        self._tally = Tally()  # events per company, counted once
 
     def sheets_root(self) -> str:
         """The root of the Sheets API written to (the local server's when no credentials are set)."""
@@ -102,6 +104,8 @@ class ConsoleData:
                 reads_limit=limits.reads_per_minute,
                 writes_limit=limits.writes_per_minute,
                 mapping_error=self.watcher.error,
+                seen_minutes=self._minutes,
+                tally=self._tally,
             )
 
     def retry(self, company_id: int | None) -> int:

@@ -118,3 +118,28 @@ def test_the_journal_keeps_only_the_latest_rejections(tmp_path):
     assert len(rows) == REJECTIONS_KEPT
     assert rows[-1][0].startswith(f"#{REJECTIONS_KEPT + 19} ")
     assert max(len(detail) for (detail,) in rows) == 300
+
+
+def test_counts_kept_between_refreshes_follow_new_events_and_status_changes(stores):
+    from connector.console.queries import Tally
+
+    inbox, journal = stores
+    mapping = parse_mapping(MAPPING, "mapping.toml")
+    tally, seen = Tally(), {}
+    now = now_ms()
+
+    def shop() -> tuple[int, int, int, int]:
+        view = overview(
+            inbox, journal, mapping, now_ms=now_ms(), links={"sheet-a": ""}, reads_limit=1, writes_limit=1,
+            tally=tally, seen_minutes=seen,
+        )  # fmt: skip
+        company = view.companies[0]
+        return company.received, company.written, company.pending, sum(m.received for m in view.minutes)
+
+    for n in range(3):
+        add_event(inbox, n, 1, "pending", now - 5 * 60_000)
+    assert shop() == (3, 0, 3, 3)
+    inbox.execute("UPDATE events SET status = 'done' WHERE id <= 2")
+    add_event(inbox, 10, 1, "pending", now)
+    assert shop() == (4, 2, 2, 4)
+    assert shop() == (4, 2, 2, 4)  # nothing new: the same
