@@ -104,6 +104,10 @@ def test_console_shows_parked_events_and_retry_writes_them_after_the_mapping_is_
     assert sheet_row[3] != "-"  # its last error
     link = browser.find_element(By.CSS_SELECTOR, f'#spreadsheets tr[data-spreadsheet="{WRONG_ID}"] a')
     assert link.get_attribute("href") == f"{local_sheets.url}/view/{WRONG_ID}"
+    # The journal is written a moment after the refusal: the page shows it at its next refresh at the latest.
+    wait_until(
+        browser, lambda d: len(cells(d, "#rejections tbody tr")) == 5, "the rejected webhook is not shown"
+    )
     rejected = cells(browser, "#rejections tbody tr")
     assert rejected[2:4] == ["invalid", "400"]
     assert "event_type" in rejected[4]
