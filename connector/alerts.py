@@ -25,12 +25,12 @@ from typing import Final
 import httpx
 
 from connector.console.queries import oldest_pending, status_counts
-from connector.inbox import SCHEMA as INBOX_SCHEMA
-from connector.inbox import connect, inbox_path, now_ms, transaction
 from connector.journal import connect_journal
-from connector.mapping import SheetMapping
 from connector.mapping_watch import MappingWatcher
 from connector.settings import Settings, SmtpSettings
+from connector.store.records import now_ms
+from connector.store.sqlite_schema import connect, inbox_path, migrate, transaction
+from connector.sync.mapping import SheetMapping
 
 __all__ = ["Alert", "Alerter", "due_alerts", "find_alerts", "send_email", "send_webhook"]
 
@@ -170,10 +170,11 @@ class Alerter:
         self.watcher.check()
         now = self._clock()
         data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        migrate(inbox_path(data_dir))
         inbox = connect(inbox_path(data_dir))
         journal = connect_journal(data_dir)
         try:
-            inbox.executescript(INBOX_SCHEMA)
             found = find_alerts(inbox, self.watcher.mapping, now, self.config.lag_minutes * 60_000)
             sent = []
             for alert in due_alerts(journal, found, now, self.config.repeat_minutes * 60_000):

@@ -7,7 +7,7 @@ from typing import Final
 
 from connector.addresses import is_loopback
 from connector.settings import Settings
-from connector.sheets_backend import uses_local_sheets
+from connector.sheets.backend import uses_local_sheets
 
 __all__ = ["EXAMPLE_SECRETS", "check_credentials", "config_warnings"]
 

@@ -12,8 +12,8 @@ import hashlib
 from pathlib import Path
 from typing import Final
 
-from connector.inbox import SCHEMA as INBOX_SCHEMA
-from connector.inbox import connect, inbox_path, now_ms, transaction
+from connector.store.records import now_ms
+from connector.store.sqlite_schema import connect, inbox_path, migrate, transaction
 
 __all__ = ["content_digest", "remember_as_of", "remembered_as_of"]
 
@@ -44,7 +44,7 @@ def remembered_as_of(data_dir: Path, digest: str) -> int | None:
         return None
     conn = connect(path)
     try:
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMA)  # the table of imports: a table of its own, not part of the store's schema
         row = conn.execute("SELECT as_of_ms FROM imports WHERE sha256 = ?", (digest,)).fetchone()
     finally:
         conn.close()
@@ -54,9 +54,11 @@ def remembered_as_of(data_dir: Path, digest: str) -> int | None:
 def remember_as_of(data_dir: Path, digest: str, as_of_ms: int, name: str) -> int:
     """Record the as-of time of a content unless one is recorded already; the one in force."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    conn = connect(inbox_path(data_dir))
+    path = inbox_path(data_dir)
+    migrate(path)  # the store may not exist yet
+    conn = connect(path)
     try:
-        conn.executescript(INBOX_SCHEMA + SCHEMA)  # the inbox may not exist yet
+        conn.executescript(SCHEMA)
         with transaction(conn):
             conn.execute(
                 "INSERT INTO imports (sha256, as_of_ms, first_ms, name) VALUES (?, ?, ?, ?)"

@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from connector.inbox import now_ms, transaction
+from connector.store.records import now_ms
+from connector.store.sqlite_schema import transaction
 
 __all__ = ["SCHEMA", "Journal", "connect_journal", "journal_path"]
 

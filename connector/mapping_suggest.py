@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from connector.mapping import KEY_SOURCES, Entity, SheetMapping, parse_mapping
+from connector.sync.mapping import KEY_SOURCES, Entity, SheetMapping, parse_mapping
 
 __all__ = [
     "DEFAULT_WORKSHEETS",

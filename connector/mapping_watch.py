@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 
 from connector.errors import ConfigError
-from connector.mapping import SheetMapping, load_mapping, parse_mapping
 from connector.settings import Settings
+from connector.sync.mapping import SheetMapping, load_mapping, parse_mapping
 
 __all__ = ["MappingWatcher", "mapping_file"]
 

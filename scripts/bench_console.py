@@ -22,9 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.console.queries import Tally, overview
-from connector.inbox import SCHEMA, connect, inbox_path, now_ms
 from connector.journal import connect_journal
-from connector.mapping import parse_mapping
+from connector.store.records import now_ms
+from connector.store.sqlite_schema import connect, inbox_path, migrate
+from connector.sync.mapping import parse_mapping
 
 COMPANIES = 5
 HOURS_MS = 3 * 3600 * 1000
@@ -45,8 +46,8 @@ columns = [{{ header = "ID", source = "customer.id" }}]
 
 def fill(data_dir: Path, events: int, now: int) -> None:
     """N events spread over the last three hours, and a journal flush per second."""
+    migrate(inbox_path(data_dir))
     inbox = connect(inbox_path(data_dir))
-    inbox.executescript(SCHEMA)
     statuses = ["done"] * 90 + ["pending"] * 4 + ["failed"] * 3 + ["unrouted"] * 3
     rows = (
         (

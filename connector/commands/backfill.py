@@ -1,6 +1,6 @@
 """``doopage-sheets backfill``: import history and CSV exports, and write them to the sheets.
 
-The work is in :mod:`connector.backfill`; this module reads the options and files, shows the progress
+The work is in :mod:`connector.sync.backfill`; this module reads the options and files, shows the progress
 and prints the summary.
 """
 
@@ -16,7 +16,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from connector.backfill import (
+from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
+from connector.errors import ConfigError, StoreError
+from connector.import_registry import content_digest, remember_as_of, remembered_as_of
+from connector.settings import Settings
+from connector.sheets.backend import sheets_backend
+from connector.sync.backfill import (
     CUSTOMER_FIELDS,
     MAX_ROWS_PER_WRITE,
     ORDER_FIELDS,
@@ -36,11 +41,6 @@ from connector.backfill import (
     read_jsonl,
     write_backfill,
 )
-from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
-from connector.errors import ConfigError, StoreError
-from connector.import_registry import content_digest, remember_as_of, remembered_as_of
-from connector.settings import Settings
-from connector.sheets_backend import sheets_backend
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -336,7 +336,7 @@ def _company(settings: Settings, company_id: int | None) -> int:
     """The company the CSV rows belong to: the option, or the mapping's only company."""
     if company_id is not None:
         return company_id
-    from connector.mapping import load_mapping
+    from connector.sync.mapping import load_mapping
 
     with exit_on_config_error():
         mapping = load_mapping(settings)
@@ -400,7 +400,7 @@ def _import_and_write(
 
 def _refuse_unmapped(settings: Settings, parsed: BackfillInput, allow_unmapped: bool) -> None:
     """Stop (exit 1) before importing events that nothing would write: their company is not mapped."""
-    from connector.mapping import load_mapping
+    from connector.sync.mapping import load_mapping
 
     with exit_on_config_error():
         mapping = load_mapping(settings)
@@ -427,7 +427,7 @@ def _write(settings: Settings, rows_per_write: int) -> WriteTotals:
     Without Google credentials it writes to the built-in local Sheets server, as `serve` does (the one
     `serve` runs, when it is running). A configuration mistake stops it with the events kept.
     """
-    from connector.mapping import load_mapping
+    from connector.sync.mapping import load_mapping
 
     rows, events = pending_backfill(settings.data_dir)
     try:

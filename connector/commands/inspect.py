@@ -12,13 +12,14 @@ from rich.table import Table
 
 from connector.commands.common import config_option, exit_on_config_error, format_ms, load_or_exit
 from connector.errors import ConfigError
-from connector.inbox import STATUSES, inbox_path, now_ms
-from connector.inbox_queue import open_queue
 from connector.settings import Settings
-from connector.sheets_backend import sheets_backend
+from connector.sheets.backend import sheets_backend
+from connector.store import open_work_store
+from connector.store.records import STATUSES, now_ms
+from connector.store.sqlite_schema import inbox_path
 
 if TYPE_CHECKING:
-    from connector.mapping import SheetMapping
+    from connector.sync.mapping import SheetMapping
 
 
 @click.command()
@@ -30,7 +31,7 @@ def status(config_path: Path) -> None:
     if not path.exists():
         click.echo(f"no inbox yet at {path}: no event has been received")
         return
-    queue = open_queue(settings.data_dir)
+    queue = open_work_store(settings)
     try:
         counts, lag, flushes = queue.counts(), queue.lag(), queue.flushes()
     finally:
@@ -80,7 +81,7 @@ def status(config_path: Path) -> None:
 
 def _mapped_spreadsheets(settings: Settings) -> set[str] | None:
     """The spreadsheets the mapping names now; None when it cannot be read (then nothing is hidden)."""
-    from connector.mapping import load_mapping
+    from connector.sync.mapping import load_mapping
 
     try:
         mapping = load_mapping(settings)
@@ -101,7 +102,7 @@ def check_config(config_path: Path, online: bool) -> None:
     --online exits 1 when a spreadsheet cannot be opened.
     """
     from connector.config_checks import check_credentials, config_warnings
-    from connector.mapping import describe_mapping, load_mapping
+    from connector.sync.mapping import describe_mapping, load_mapping
 
     settings = load_or_exit(config_path)
     with exit_on_config_error():
@@ -125,9 +126,9 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
     import gspread
     import requests
 
-    from connector.routing import Router
     from connector.sheets import connect as connect_sheets
     from connector.sheets.retry import classify_failure
+    from connector.sync.routing import Router
 
     try:
         connection = connect_sheets(settings.sheets, source=settings.source)

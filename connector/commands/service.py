@@ -20,7 +20,7 @@ from connector.commands.common import (
     setup_logging,
 )
 from connector.config_checks import config_warnings
-from connector.sheets_backend import sheets_backend
+from connector.sheets.backend import sheets_backend
 
 log = logging.getLogger("connector.serve")
 
@@ -32,13 +32,13 @@ def tune_interpreter_for_serving() -> None:
       (700) the cyclic garbage collector ran every ~75 requests and took about 3% of the service's CPU,
       though requests make no garbage cycles; at 10,000 it hardly runs. Start-up objects are frozen out
       of its scans altogether.
-    * The embedded worker thread and the event loop share the interpreter lock; with the default 5 ms
-      switch interval an acknowledgement could wait that long behind a flush (0.2 ms measured best).
+
+    The sheet worker and the local Sheets server run in a child process (connector.sync.supervisor), so
+    no thread of this process competes with the event loop for the interpreter lock.
     """
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
-    sys.setswitchinterval(0.0002)
 
 
 @click.command()
@@ -50,9 +50,9 @@ def serve(config_path: Path, show_token: bool) -> None:
     """Run the webhook service (under uvicorn) and the operator console until SIGINT or SIGTERM."""
     import uvicorn
 
-    from connector.app import create_app
     from connector.commands.startup import print_start_banner
     from connector.console.runner import running_console
+    from connector.intake.app import create_app
 
     settings = load_or_exit(config_path)
     setup_logging(settings)
@@ -60,8 +60,6 @@ def serve(config_path: Path, show_token: bool) -> None:
         log.warning(warning)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
-        if settings.worker.embedded:  # only the worker talks to Sheets
-            settings = resources.enter_context(sheets_backend(settings))
         app = create_app(settings)
         console = resources.enter_context(running_console(settings))
         if settings.alerts.enabled:
@@ -81,7 +79,7 @@ def serve(config_path: Path, show_token: bool) -> None:
             log_level=settings.server.log_level,
             # Request logs would put the path token, a secret, into the log.
             access_log=False,
-            # X-Forwarded-For is judged by server.trusted_proxies (connector.access), not by uvicorn.
+            # X-Forwarded-For is judged by server.trusted_proxies (connector.intake.access), not by uvicorn.
             proxy_headers=False,
             log_config=None,
         )
@@ -95,7 +93,7 @@ def worker(config_path: Path) -> None:
     Use it with `worker.embedded = false` so that `serve` only takes webhooks; running both is safe too
     (a spreadsheet is flushed from one place at a time), just not useful.
     """
-    from connector.worker import WorkerThread
+    from connector.sync.worker import WorkerThread
 
     settings = load_or_exit(config_path)
     setup_logging(settings)

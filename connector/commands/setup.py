@@ -27,7 +27,7 @@ from connector.mapping_suggest import (
     suggest_worksheet,
 )
 from connector.settings import Settings, load_settings
-from connector.sheets_backend import sheets_backend
+from connector.sheets.backend import sheets_backend
 
 __all__ = ["init", "mapping"]
 

@@ -31,18 +31,18 @@ from litestar.response.base import ASGIResponse
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from connector.access import basic_auth_matches
 from connector.addresses import is_loopback
 from connector.console.page import CONTENT_SECURITY_POLICY, console_page
 from connector.console.queries import Overview, Tally, overview, spreadsheet_link
-from connector.inbox import SCHEMA as INBOX_SCHEMA
-from connector.inbox import connect, inbox_path, now_ms
-from connector.inbox_queue import open_queue
+from connector.intake.access import basic_auth_matches
 from connector.journal import connect_journal
 from connector.mapping_watch import MappingWatcher
 from connector.settings import BasicAuth, Settings
+from connector.sheets.backend import uses_local_sheets
 from connector.sheets.config import GOOGLE_API_ROOT
-from connector.sheets_backend import uses_local_sheets
+from connector.store import open_work_store
+from connector.store.records import now_ms
+from connector.store.sqlite_schema import connect, inbox_path, migrate
 
 __all__ = ["ConsoleData", "create_console_app"]
 
@@ -110,11 +110,11 @@ class ConsoleData:
 
     def retry(self, company_id: int | None) -> int:
         """Queue failed events again (one company's or all); how many."""
-        queue = open_queue(self.settings.data_dir)
+        store = open_work_store(self.settings)
         try:
-            return queue.requeue("failed", company_id)
+            return store.requeue("failed", company_id)
         finally:
-            queue.close()
+            store.close()
 
     def close(self) -> None:
         """Release the connections."""
@@ -127,8 +127,8 @@ class ConsoleData:
     def _connections(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         if self._inbox is None or self._journal is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            migrate(inbox_path(self.settings.data_dir))
             self._inbox = connect(inbox_path(self.settings.data_dir))
-            self._inbox.executescript(INBOX_SCHEMA)
             self._journal = connect_journal(self.settings.data_dir)
         return self._inbox, self._journal
 

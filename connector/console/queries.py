@@ -14,9 +14,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from connector.inbox import STATUSES
-from connector.inbox_queue import FailedEvent
-from connector.mapping import SheetMapping
+from connector.store.records import STATUSES, FailedEvent
+from connector.sync.mapping import SheetMapping
 
 __all__ = [
     "Budget",

@@ -16,8 +16,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from connector.alerts import Alerter
-from connector.inbox import SCHEMA, connect, inbox_path
 from connector.settings import load_settings
+from connector.store.sqlite_schema import connect, inbox_path, migrate
 from connector.threaded_server import free_port
 from tests.console.test_queries import add_event
 from tests.settings_files import write_settings
@@ -89,8 +89,8 @@ def test_parked_events_and_lag_are_alerted_by_webhook_and_email_within_the_rate_
     now = [1_800_000_000_000]
     alerter = Alerter(settings, clock=lambda: now[0])
     settings.data_dir.mkdir()
+    migrate(inbox_path(settings.data_dir))
     inbox = connect(inbox_path(settings.data_dir))
-    inbox.executescript(SCHEMA)
     add_event(inbox, 1, 1, "failed", now[0] - MINUTE, "spreadsheet sheet-a (HTTP 403): not shared")
     add_event(inbox, 2, 1, "pending", now[0] - 6 * MINUTE)
 
@@ -134,8 +134,8 @@ def test_a_failing_channel_is_tried_again_at_the_next_check(
     settings = load_settings(config)
     alerter = Alerter(settings)
     settings.data_dir.mkdir()
+    migrate(inbox_path(settings.data_dir))
     inbox = connect(inbox_path(settings.data_dir))
-    inbox.executescript(SCHEMA)
     add_event(inbox, 1, 1, "failed", 1, "HTTP 404")
     assert alerter.check_once() == []  # nothing listens there: logged, not marked sent
     assert settings.alerts.smtp is not None

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.localsheets.testing import LocalSheets
 from connector.settings import load_settings
-from connector.sheets_backend import sheets_backend
+from connector.sheets.backend import sheets_backend
 from connector.threaded_server import free_port
 from tests.backfill.test_command import CUSTOMER_COLUMNS
 from tests.settings_files import write_settings

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from connector.console.queries import overview, spreadsheet_link
-from connector.inbox import SCHEMA, connect, inbox_path, now_ms
 from connector.journal import REJECTIONS_KEPT, Journal, connect_journal
-from connector.mapping import parse_mapping
+from connector.store.records import now_ms
+from connector.store.sqlite_schema import connect, inbox_path, migrate
+from connector.sync.mapping import parse_mapping
 
 MAPPING = """
 [[companies]]
@@ -37,8 +38,8 @@ def add_event(
 
 @pytest.fixture
 def stores(tmp_path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    migrate(inbox_path(tmp_path))
     inbox = connect(inbox_path(tmp_path))
-    inbox.executescript(SCHEMA)
     return inbox, connect_journal(tmp_path)
 
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.localsheets.testing import LocalSheets
-from connector.mapping import parse_mapping
 from connector.mapping_suggest import normalise, spreadsheet_id_from, suggest_worksheet
 from connector.settings import load_settings
+from connector.sync.mapping import parse_mapping
 from tests import settings_files
 
 VIETNAMESE_CUSTOMERS = [

@@ -20,9 +20,9 @@ import httpx
 import msgspec
 
 from connector.errors import ConfigError
-from connector.mapping import load_mapping
 from connector.settings import Settings
 from connector.sheets.config import CREDENTIALS_ENV, GOOGLE_API_ROOT
+from connector.sync.mapping import load_mapping
 from connector.threaded_server import serving
 
 if TYPE_CHECKING:
