@@ -29,7 +29,9 @@ def test_a_company_added_to_the_mapping_file_is_written_without_a_restart(connec
     assert "company 42 is mapped now: 1 unrouted events queued again" in caplog.text
     assert [row[0] for row in connector.rows("Customers")[1:]] == [1]
     flush_line = next(
-        r.getMessage() for r in caplog.records if r.name == "connector.sync.worker" and " — " in r.getMessage()
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "connector.sync.worker" and " — " in r.getMessage()
     )
     assert flush_line.startswith(f"{connector.spreadsheet_id}: Customers 1 added; Events 1 added — ")
     assert flush_line.endswith(" s, 3 requests")
