@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,7 @@ FLUSH_INTERVAL_S: Final = 0.25
 QUEUE_LIMIT: Final = 20_000
 DETAIL_LIMIT: Final = 300  # characters of a rejection's reason text kept
 PRUNE_EVERY_S: Final = 60.0
+WAL_SWITCH_TIMEOUT_S: Final = 10.0
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rejections (
@@ -97,10 +99,25 @@ def connect_journal(data_dir: Path) -> sqlite3.Connection:
     """A connection to the journal of a data directory, its tables created if needed."""
     data_dir.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(journal_path(data_dir), isolation_level=None, check_same_thread=False, timeout=10)
-    conn.execute("PRAGMA journal_mode=WAL")
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. On a new file this needs the file to itself, and SQLite answers "locked" at once
+    (no busy wait) when another process opens it at the same moment (serve and its worker at first
+    start): try again for a while."""
+    deadline = time.monotonic() + WAL_SWITCH_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class Journal:

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
@@ -24,9 +23,6 @@ from connector.settings import Settings
 from connector.sheets.config import CREDENTIALS_ENV, GOOGLE_API_ROOT
 from connector.sync.mapping import load_mapping
 from connector.threaded_server import serving
-
-if TYPE_CHECKING:
-    from connector.localsheets import LocalSheetsService
 
 __all__ = ["sheets_backend", "uses_local_sheets"]
 
@@ -61,16 +57,16 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
     )
 
     local = settings.local_sheets
-    service = LocalSheetsService(data_path=settings.data_dir / local.data_file)
-    for company in load_mapping(settings).companies:
-        if company.spreadsheet_id not in service.spreadsheets:
-            title = company.name or f"DooPage company {company.company_id}"
-            service.put_spreadsheet(company.spreadsheet_id, SpreadsheetSpec(title=title))
+    wanted = {
+        company.spreadsheet_id: company.name or f"DooPage company {company.company_id}"
+        for company in load_mapping(settings).companies
+    }
     try:
         sock = bind_socket(local.host, local.port)
     except OSError as exc:
-        # Most often `serve` is running and holds the port: its local server is the one to write to.
-        running = _running_local_server(local.host, local.port, service)
+        # Most often `serve` is running and holds the port (and the data file): its server is the one
+        # to write to.
+        running = _running_local_server(local.host, local.port, wanted)
         if running is None:
             raise ConfigError(
                 settings.source,
@@ -82,6 +78,10 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
             settings, sheets=msgspec.structs.replace(settings.sheets, api_root=running)
         )
         return
+    service = LocalSheetsService(data_path=settings.data_dir / local.data_file)
+    for spreadsheet_id, title in wanted.items():
+        if spreadsheet_id not in service.spreadsheets:
+            service.put_spreadsheet(spreadsheet_id, SpreadsheetSpec(title=title))
     url = server_url(sock)
     try:
         with serving(make_server(service, own_logging=False), sock, name="local Sheets server"):
@@ -96,9 +96,9 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
         sock.close()
 
 
-def _running_local_server(host: str, port: int, wanted: LocalSheetsService) -> str | None:
-    """The URL of a local Sheets server answering at host:port, with the spreadsheets ``wanted`` holds
-    created there if missing; None when what listens there is not one."""
+def _running_local_server(host: str, port: int, wanted: Mapping[str, str]) -> str | None:
+    """The URL of a local Sheets server answering at host:port, with the ``wanted`` spreadsheets (id ->
+    title) created there if missing; None when what listens there is not one."""
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
     try:
@@ -107,12 +107,10 @@ def _running_local_server(host: str, port: int, wanted: LocalSheetsService) -> s
             if listed.status_code != 200:
                 return None
             present = {entry["spreadsheetId"] for entry in listed.json()["spreadsheets"]}
-            for spreadsheet_id, spreadsheet in wanted.spreadsheets.items():
+            for spreadsheet_id, title in wanted.items():
                 if spreadsheet_id not in present:
-                    spec = {"title": spreadsheet.title}
-                    http.put(
-                        f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}", json=spec
-                    ).raise_for_status()
+                    path = f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}"
+                    http.put(path, json={"title": title}).raise_for_status()
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
     return url

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.import_registry import remember_as_of, remembered_as_of
+from connector.store.sqlite_schema import inbox_path, migrate
 
 
 @settings(max_examples=15, deadline=None)
@@ -17,18 +18,25 @@ from connector.import_registry import remember_as_of, remembered_as_of
 def test_concurrent_imports_of_one_content_share_the_first_as_of_time(candidates: list[int]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         data_dir = Path(folder)
+        migrate(inbox_path(data_dir))  # the store exists (its own first-open is the store's business)
         barrier = threading.Barrier(len(candidates))
         kept: list[int] = []
+        errors: list[BaseException] = []
 
         def importer(as_of: int) -> None:
             barrier.wait()  # each on its own connection, all at once
-            kept.append(remember_as_of(data_dir, "same-digest", as_of, "export.csv"))
+            try:
+                kept.append(remember_as_of(data_dir, "same-digest", as_of, "export.csv"))
+            except BaseException as exc:
+                errors.append(exc)
 
         threads = [threading.Thread(target=importer, args=(value,)) for value in candidates]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        assert errors == []
+        assert len(kept) == len(candidates)
         assert len(set(kept)) == 1
         assert kept[0] in candidates
         assert remembered_as_of(data_dir, "same-digest") == kept[0]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connector.console.queries import overview, spreadsheet_link
 from connector.journal import REJECTIONS_KEPT, Journal, connect_journal
@@ -144,3 +148,35 @@ def test_counts_kept_between_refreshes_follow_new_events_and_status_changes(stor
     add_event(inbox, 10, 1, "pending", now)
     assert shop() == (4, 2, 2, 4)
     assert shop() == (4, 2, 2, 4)  # nothing new: the same
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.integers(min_value=2, max_value=6), min_size=1, max_size=6))
+def test_the_journal_opens_from_several_connections_at_its_first_start(rounds: list[int]) -> None:
+    # serve and its worker child open the journal at the same moment on a new data directory: SQLite
+    # answers "locked" at once to all but one switch to WAL (this fails without the retry).
+    for openers in rounds:
+        with tempfile.TemporaryDirectory() as folder:
+            barrier = threading.Barrier(openers)
+            errors: list[BaseException] = []
+
+            def open_it(
+                data_dir: Path = Path(folder),
+                barrier: threading.Barrier = barrier,
+                errors: list[BaseException] = errors,
+            ) -> None:
+                barrier.wait()
+                try:
+                    connect_journal(data_dir).close()
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=open_it) for _ in range(openers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            journal = connect_journal(Path(folder))
+            assert journal.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            journal.close()
