@@ -12,6 +12,12 @@ Later layers (the Sheets writer, the worker) hang their own families under ``Con
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Iterable
+
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
+
 
 class ConnectorError(Exception):
     """Base of every error the connector raises on purpose."""
@@ -35,3 +41,13 @@ class StoreError(ConnectorError):
 class StaleFence(StoreError):
     """A write under a spreadsheet lock was refused: the lock was taken by another holder since (this one
     was paused or cut off past its lease), so what it computed may be older than what is stored."""
+
+
+def suggest_known_field(reason: str, names: Iterable[str]) -> str:
+    """msgspec's "unknown field `x`" reason with "did you mean `y`?" added when a known name is close."""
+    unknown = _UNKNOWN_FIELD.search(reason)
+    if unknown:
+        close = difflib.get_close_matches(unknown.group(1), sorted(set(names)), n=1)
+        if close:
+            return f"{reason}; did you mean `{close[0]}`?"
+    return reason

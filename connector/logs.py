@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final, Literal
@@ -20,7 +21,7 @@ import msgspec
 
 from connector.untrusted import printable
 
-__all__ = ["JsonFormatter", "RedactingFilter", "setup_logging"]
+__all__ = ["JsonFormatter", "MainServerOnly", "RedactingFilter", "setup_logging"]
 
 REDACTED: Final = "***"
 MIN_SECRET_LENGTH: Final = 6
@@ -95,3 +96,22 @@ def setup_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    server_log = logging.getLogger("uvicorn.error")
+    for old_filter in list(server_log.filters):
+        if isinstance(old_filter, MainServerOnly):
+            server_log.removeFilter(old_filter)
+    server_log.addFilter(MainServerOnly())
+
+
+class MainServerOnly(logging.Filter):
+    """Keeps uvicorn's start and stop lines of the main server only.
+
+    `serve` runs up to three uvicorn servers (the service on the main thread, the console and the local
+    Sheets server on threads of their own), and uvicorn logs every server's "Shutting down" and "Finished
+    server process" to the one ``uvicorn.error`` logger: the same lines three times at each stop. Its
+    warnings and errors from every server still pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether to keep the record."""
+        return record.levelno >= logging.WARNING or record.threadName == threading.main_thread().name

@@ -18,17 +18,21 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from connector.errors import ConfigError
-from connector.sheets.config import SheetsSettings
+from connector.addresses import is_loopback
+from connector.errors import ConfigError, suggest_known_field
+from connector.sheets.config import RateLimitSettings, RetrySettings, SheetsSettings
 from connector.sync.mapping import MappingSettings
 
 __all__ = [
+    "AlertSettings",
     "BasicAuth",
+    "ConsoleSettings",
     "EndpointSettings",
     "LocalSheetsSettings",
     "Secret",
     "ServerSettings",
     "Settings",
+    "SmtpSettings",
     "WorkerSettings",
     "load_settings",
     "parse_settings",
@@ -143,6 +147,46 @@ class LocalSheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
 
 
+class ConsoleSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The operator console, served by `serve` on a listener of its own."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 8081
+    # Required when host is not a loopback address: the console shows the business's data and can retry.
+    basic_auth: BasicAuth | None = None
+
+
+class SmtpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Where alert e-mails go out."""
+
+    host: str
+    port: Port = 587
+    starttls: bool = True
+    username: str | None = None
+    password: Secret | None = None
+    sender: Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+$")]
+    to: Annotated[
+        list[Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+$")]], msgspec.Meta(min_length=1)
+    ]
+
+
+class AlertSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Optional alerts when a spreadsheet's events are parked or its lag passes a threshold."""
+
+    # A JSON webhook: {"text": ...} is POSTed (Slack, Google Chat; Discord at its .../slack URL).
+    webhook_url: Secret | None = None
+    smtp: SmtpSettings | None = None
+    lag_minutes: PositiveInt = 10  # alert when the oldest pending event of a spreadsheet is older
+    repeat_minutes: PositiveInt = 60  # the same alert at most this often while its condition lasts
+    check_seconds: PositiveInt = 30
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any channel is configured."""
+        return self.webhook_url is not None or self.smtp is not None
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """The whole configuration file."""
 
@@ -152,6 +196,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     sheets: SheetsSettings = msgspec.field(default_factory=SheetsSettings)  # see connector.sheets.config
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     local_sheets: LocalSheetsSettings = msgspec.field(default_factory=LocalSheetsSettings)
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     source: str = ""  # the file these settings came from; set by load_settings, not written in the file
 
     @property
@@ -166,7 +212,34 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
             secrets += [endpoint.token.reveal(), endpoint.validation_key.reveal()]
             if endpoint.basic_auth is not None:
                 secrets.append(endpoint.basic_auth.password.reveal())
+        if self.console.basic_auth is not None:
+            secrets.append(self.console.basic_auth.password.reveal())
+        if self.alerts.webhook_url is not None:
+            secrets.append(self.alerts.webhook_url.reveal())
+        if self.alerts.smtp is not None and self.alerts.smtp.password is not None:
+            secrets.append(self.alerts.smtp.password.reveal())
         return secrets
+
+
+_FIELD_NAMES = [
+    name
+    for struct in (
+        Settings,
+        ServerSettings,
+        EndpointSettings,
+        BasicAuth,
+        WorkerSettings,
+        LocalSheetsSettings,
+        ConsoleSettings,
+        AlertSettings,
+        SmtpSettings,
+        MappingSettings,
+        SheetsSettings,
+        RetrySettings,
+        RateLimitSettings,
+    )
+    for name in struct.__struct_fields__
+]
 
 
 def load_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
@@ -190,6 +263,10 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str] | None = Non
     except msgspec.DecodeError as exc:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
     _check_endpoints(file, settings.endpoints)
+    _check_console(file, settings.console)
+    webhook = settings.alerts.webhook_url
+    if webhook is not None and not webhook.reveal().startswith(("https://", "http://")):
+        raise ConfigError(file, "alerts.webhook_url", "an http(s) URL is needed (the incoming webhook's URL)")
     for j, cidr in enumerate(settings.server.trusted_proxies):
         _check_network(file, f"server.trusted_proxies[{j}]", cidr)
     server = msgspec.structs.replace(
@@ -232,12 +309,12 @@ def resolve_secret(value: str, env: Mapping[str, str], base: Path) -> str:
 
 
 def _located(file: str, message: str) -> ConfigError:
-    """Split msgspec's ``reason - at `$.a[0].b``` into a ConfigError."""
+    """Split msgspec's ``reason - at `$.a[0].b``` into a ConfigError; suggest the key a typo meant."""
     reason, sep, where = message.rpartition(" - at ")
     if not sep:
-        return ConfigError(file, "", message)
+        return ConfigError(file, "", suggest_known_field(message, _FIELD_NAMES))
     path = where.strip("`").removeprefix("$").removeprefix(".")
-    return ConfigError(file, path, reason)
+    return ConfigError(file, path, suggest_known_field(reason, _FIELD_NAMES))
 
 
 def _check_endpoints(file: str, endpoints: list[EndpointSettings]) -> None:
@@ -261,6 +338,16 @@ def _check_endpoints(file: str, endpoints: list[EndpointSettings]) -> None:
             raise ConfigError(file, f"endpoints[{i}].token", "two endpoints have the same token")
         names.add(endpoint.name)
         tokens.add(token)
+
+
+def _check_console(file: str, console: ConsoleSettings) -> None:
+    if console.enabled and console.basic_auth is None and not is_loopback(console.host):
+        raise ConfigError(
+            file,
+            "console.basic_auth",
+            f"the console listens on {console.host}, not only on this machine, so it needs a password: "
+            'set console.basic_auth = { username = "...", password = "env:NAME" } (or host = "127.0.0.1")',
+        )
 
 
 def _check_network(file: str, path: str, cidr: str) -> None:

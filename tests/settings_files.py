@@ -7,9 +7,12 @@ from pathlib import Path
 MAPPING = Path(__file__).resolve().parents[1] / "config" / "mapping.example.toml"
 
 
-def write_settings(folder: Path, api_root: str, spreadsheet_id: str, token: str, worker: str = "") -> Path:
-    """Settings using the shipped default mapping, pointed at ``spreadsheet_id`` on ``api_root``, with a
-    fast retry policy, a budget no test waits on, no embedded worker, and ``worker`` lines added to it."""
+def write_settings(
+    folder: Path, api_root: str | None, spreadsheet_id: str, token: str, worker: str = "", extra: str = ""
+) -> Path:
+    """Settings using the shipped default mapping, pointed at ``spreadsheet_id`` on ``api_root`` (None:
+    no API root, so the built-in local Sheets server), with a fast retry policy, a budget no test waits
+    on, no embedded worker, ``worker`` lines added to it, and ``extra`` TOML at the end."""
     mapping = MAPPING.read_text(encoding="utf-8").replace('"doopage-demo"', f'"{spreadsheet_id}"')
     (folder / "mapping.toml").write_text(mapping, encoding="utf-8")
     path = folder / "settings.toml"
@@ -27,13 +30,14 @@ validation_key = "key"
 file = "mapping.toml"
 
 [sheets]
-api_root = "{api_root}"
+{"" if api_root is None else f'api_root = "{api_root}"'}
 retry = {{ max_attempts = 12, max_seconds = 60, base_backoff = 0.01, max_backoff = 0.05 }}
 rate_limit = {{ reads_per_minute = 100000, writes_per_minute = 100000 }}
 
 [worker]
 embedded = false
 {worker}
+{extra}
 """,
         encoding="utf-8",
     )

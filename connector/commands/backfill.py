@@ -17,8 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
-from connector.errors import StoreError
+from connector.errors import ConfigError, StoreError
+from connector.import_registry import content_digest, remember_as_of, remembered_as_of
 from connector.settings import Settings
+from connector.sheets.backend import sheets_backend
 from connector.sync.backfill import (
     CUSTOMER_FIELDS,
     MAX_ROWS_PER_WRITE,
@@ -59,8 +61,9 @@ def backfill() -> None:
     inbox (deduplicated: importing a file again stores nothing new), then written in passes of at most
     5,000 rows per write. An interrupted run is finished by running it again, or by `backfill resume`.
 
-    Imported data carries the time the file was true (--as-of, by default the file's modification time):
-    newer webhooks win over it, field by field.
+    Imported data carries the time the file was true (--as-of, by default the file's modification time
+    when its content was first imported): newer webhooks win over it, field by field. A file downloaded
+    again or touched, with the same content, is recognised by its content and imports nothing new.
     """
 
 
@@ -73,6 +76,12 @@ def _common_options(func: F) -> F:
         ),
         click.option(
             "--check", "check_only", is_flag=True, help="Validate the file and report; import nothing."
+        ),
+        click.option(
+            "--allow-unmapped",
+            is_flag=True,
+            help="Import events of companies the mapping does not name (kept until they are mapped) "
+            "instead of refusing the file.",
         ),
         click.option(
             "--as-of",
@@ -138,6 +147,7 @@ def events(
     file: Path,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     as_of: str | None,
     rows_per_write: int,
     timezone_name: str,
@@ -149,10 +159,10 @@ def events(
     order is kept. Lines of an event type this version does not know are kept, as the service keeps them.
     """
     settings = load_or_exit(config_path)
-    as_of_ms = _as_of(as_of, timezone_name, file)
+    as_of_ms = _as_of(settings, as_of, timezone_name, file, remember=not check_only)
     with file.open("rb") as stream:
         parsed = read_jsonl(stream, as_of_ms, settings.server.body_limit)
-    _import_and_write(settings, file, parsed, skip_invalid, check_only, rows_per_write)
+    _import_and_write(settings, file, parsed, skip_invalid, check_only, allow_unmapped, rows_per_write)
 
 
 @backfill.command(
@@ -174,6 +184,7 @@ def customers(
     tag_separator: str,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     as_of: str | None,
     rows_per_write: int,
     timezone_name: str,
@@ -194,7 +205,7 @@ def customers(
     rows is an invalid row.
     """
     _import_csv("customers", config_path, file, column_specs, company_id, delimiter, tag_separator,
-                skip_invalid, check_only, as_of, rows_per_write, timezone_name)  # fmt: skip
+                skip_invalid, check_only, allow_unmapped, as_of, rows_per_write, timezone_name)  # fmt: skip
 
 
 @backfill.command(
@@ -212,6 +223,7 @@ def orders(
     delimiter: str,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     as_of: str | None,
     rows_per_write: int,
     timezone_name: str,
@@ -229,7 +241,7 @@ def orders(
     in --timezone). An empty cell changes nothing. An order id that appears on two rows is an invalid row.
     """
     _import_csv("orders", config_path, file, column_specs, company_id, delimiter, ",",
-                skip_invalid, check_only, as_of, rows_per_write, timezone_name)  # fmt: skip
+                skip_invalid, check_only, allow_unmapped, as_of, rows_per_write, timezone_name)  # fmt: skip
 
 
 @backfill.command("resume")
@@ -260,6 +272,7 @@ def _import_csv(
     tag_separator: str,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     as_of: str | None,
     rows_per_write: int,
     timezone_name: str,
@@ -275,7 +288,7 @@ def _import_csv(
         kind=kind,
         columns=columns,
         company_id=_company(settings, company_id),
-        as_of_ms=_as_of(as_of, timezone_name, file),
+        as_of_ms=_as_of(settings, as_of, timezone_name, file, remember=not check_only),
         tag_separator=tag_separator,
         delimiter=delimiter,
         timezone=zone,
@@ -285,7 +298,7 @@ def _import_csv(
             parsed = _or_usage_exit(lambda: read_csv(stream, options))
     except UnicodeDecodeError as exc:
         _usage_exit(f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start})")
-    _import_and_write(settings, file, parsed, skip_invalid, check_only, rows_per_write)
+    _import_and_write(settings, file, parsed, skip_invalid, check_only, allow_unmapped, rows_per_write)
 
 
 _T = TypeVar("_T")
@@ -303,10 +316,16 @@ def _usage_exit(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def _as_of(text: str | None, timezone_name: str, file: Path) -> int:
-    """The as-of time in epoch ms: the option's, else the file's modification time."""
+def _as_of(settings: Settings, text: str | None, timezone_name: str, file: Path, *, remember: bool) -> int:
+    """The as-of time in epoch ms: the option's; else the one an earlier import of the same content used
+    (see connector.import_registry); else the file's modification time, remembered for that content."""
     if text is None:
-        return file_as_of(file)
+        digest = content_digest(file)
+        known = remembered_as_of(settings.data_dir, digest)
+        if known is not None:
+            return known
+        as_of_ms = file_as_of(file)
+        return remember_as_of(settings.data_dir, digest, as_of_ms, file.name) if remember else as_of_ms
     zone = _or_usage_exit(lambda: parse_timezone(timezone_name))
     try:
         return parse_datetime_ms(text, zone)
@@ -349,6 +368,7 @@ def _import_and_write(
     parsed: BackfillInput,
     skip_invalid: bool,
     check_only: bool,
+    allow_unmapped: bool,
     rows_per_write: int,
 ) -> None:
     """Report problems, store the records (unless refused), write every backfill event, summarise."""
@@ -364,6 +384,7 @@ def _import_and_write(
     if parsed.problems and not skip_invalid:
         click.echo("nothing imported: fix the lines above, or run again with --skip-invalid", err=True)
         sys.exit(2)
+    _refuse_unmapped(settings, parsed, allow_unmapped)
     setup_logging(settings, "warning")
     with _progress() as progress:
         task = progress.add_task("events stored", total=len(parsed.records))
@@ -378,22 +399,57 @@ def _import_and_write(
     sys.exit(_exit_status(totals))
 
 
-def _write(settings: Settings, rows_per_write: int) -> WriteTotals:
-    """Write every backfill event, with a progress bar of rows."""
+def _refuse_unmapped(settings: Settings, parsed: BackfillInput, allow_unmapped: bool) -> None:
+    """Stop (exit 1) before importing events that nothing would write: their company is not mapped."""
     from connector.sync.mapping import load_mapping
 
     with exit_on_config_error():
         mapping = load_mapping(settings)
-    rows, _ = pending_backfill(settings.data_dir)
-    with _progress() as progress:
-        task = progress.add_task("rows written", total=rows)
-        with exit_on_config_error():
+    mapped = {company.company_id for company in mapping.companies}
+    unmapped = sorted({record.company_id for record in parsed.records} - mapped)
+    if not unmapped:
+        return
+    names = ", ".join(str(company_id) for company_id in unmapped)
+    where = f"{mapping.file}: company {names} {'is' if len(unmapped) == 1 else 'are'} not mapped"
+    if allow_unmapped:
+        click.echo(f"{where}: their events are kept and written once the company is mapped", err=True)
+        return
+    click.echo(
+        f"nothing imported: {where}, so nothing would be written. Add the company to the mapping, or run "
+        "again with --allow-unmapped to keep its events until it is mapped",
+        err=True,
+    )
+    sys.exit(1)
+
+
+def _write(settings: Settings, rows_per_write: int) -> WriteTotals:
+    """Write every backfill event, with a progress bar of rows.
+
+    Without Google credentials it writes to the built-in local Sheets server, as `serve` does (the one
+    `serve` runs, when it is running). A configuration mistake stops it with the events kept.
+    """
+    from connector.sync.mapping import load_mapping
+
+    rows, events = pending_backfill(settings.data_dir)
+    try:
+        with sheets_backend(settings) as backend, _progress() as progress:
+            mapping = load_mapping(backend)
+            task = progress.add_task("rows written", total=rows)
             return write_backfill(
-                settings,
+                backend,
                 mapping,
                 rows_per_write=rows_per_write,
                 on_pass=lambda totals: progress.update(task, completed=totals.rows),
             )
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        if events:
+            click.echo(
+                f"the {events} imported events are kept: `doopage-sheets backfill resume` writes them "
+                "once this is fixed",
+                err=True,
+            )
+        sys.exit(2)
 
 
 def _print_import(parsed: BackfillInput, counts: ImportCounts) -> None:
@@ -403,6 +459,12 @@ def _print_import(parsed: BackfillInput, counts: ImportCounts) -> None:
 
 
 def _print_write(totals: WriteTotals) -> None:
+    if totals.done == 0 and totals.unrouted:
+        click.echo(
+            f"written: nothing; {totals.unrouted} events belong to companies without a mapping "
+            "(kept, and written once the company is mapped)"
+        )
+        return
     click.echo(
         f"written: {totals.rows} rows ({totals.done} events) in {totals.passes} "
         f"pass{'' if totals.passes == 1 else 'es'}, "

@@ -116,14 +116,34 @@ def demo(config_path: Path) -> None:
                 rows = spreadsheet.worksheet(worksheet.title).get_all_values(
                     value_render_option=ValueRenderOption.unformatted
                 )
-                console.print(_table(f"{company.spreadsheet_id} / {worksheet.title}", rows))
+                _print_worksheet(console, f"{company.spreadsheet_id} / {worksheet.title}", rows)
+
+
+def _print_worksheet(console: Console, title: str, rows: list[list[object]]) -> None:
+    """A worksheet as a table when it fits the terminal, else row by row as "header: value" lines (a
+    table squeezed into 80 columns shows only ellipses)."""
+    table = _table(title, rows)
+    if console.measure(table, options=console.options.update(max_width=100_000)).maximum <= console.width:
+        console.print(table)
+        return
+    header, *body = rows or [[]]
+    console.print(as_text(f"{title} ({len(body)} rows)"), style="bold", highlight=False)
+    for number, row in enumerate(body, start=2):
+        record = Table.grid(padding=(0, 1))
+        record.add_column(style="dim", no_wrap=True)
+        record.add_column(overflow="fold")
+        for name, cell in zip(header, row, strict=False):
+            if cell not in (None, ""):
+                record.add_row(as_text(f"{name}:"), as_text(cell))
+        console.print(f"row {number}", style="bold", highlight=False)
+        console.print(record)
 
 
 def _table(title: str, rows: list[list[object]]) -> Table:
     table = Table(title=as_text(title), title_justify="left")
     header, *body = rows or [[]]
     for name in header:
-        table.add_column(as_text(name), overflow="ellipsis", no_wrap=True, max_width=30)
+        table.add_column(as_text(name), no_wrap=True)
     for row in body:
         table.add_row(*("" if cell is None else as_text(cell) for cell in row))
     return table

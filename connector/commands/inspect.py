@@ -10,9 +10,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from connector.commands.common import config_option, format_ms, load_or_exit
+from connector.commands.common import config_option, exit_on_config_error, format_ms, load_or_exit
 from connector.errors import ConfigError
 from connector.settings import Settings
+from connector.sheets.backend import sheets_backend
 from connector.store import open_work_store
 from connector.store.records import STATUSES, now_ms
 from connector.store.sqlite_schema import inbox_path
@@ -36,6 +37,9 @@ def status(config_path: Path) -> None:
         counts, lag, flushes = queue.counts(), queue.lag(), queue.flushes()
     finally:
         queue.close()
+    mapped = _mapped_spreadsheets(settings)
+    if mapped is not None:  # a spreadsheet no longer mapped is history, errors included
+        flushes = [flush for flush in flushes if flush.spreadsheet_id in mapped]
     console = Console()
     totals = dict.fromkeys(STATUSES, 0)
     for row in counts:
@@ -101,6 +105,17 @@ def _print_runners(console: Console, settings: Settings) -> None:
         console.print(f"Running: {runner.command} (pid {runner.pid}), mapping loaded {loaded}: {state}")
 
 
+def _mapped_spreadsheets(settings: Settings) -> set[str] | None:
+    """The spreadsheets the mapping names now; None when it cannot be read (then nothing is hidden)."""
+    from connector.sync.mapping import load_mapping
+
+    try:
+        mapping = load_mapping(settings)
+    except ConfigError:
+        return None
+    return {company.spreadsheet_id for company in mapping.companies}
+
+
 @click.command("check-config")
 @config_option
 @click.option(
@@ -112,18 +127,24 @@ def check_config(config_path: Path, online: bool) -> None:
     Exits 2 on a configuration mistake (naming the file, the path in it and the reason), and with
     --online exits 1 when a spreadsheet cannot be opened.
     """
+    from connector.config_checks import check_credentials, config_warnings
     from connector.sync.mapping import describe_mapping, load_mapping
 
     settings = load_or_exit(config_path)
-    try:
+    with exit_on_config_error():
         mapping = load_mapping(settings)
-    except ConfigError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
+        sheets = check_credentials(settings)
     click.echo(f"{printable(settings.source)}: settings are valid")
+    for warning in config_warnings(settings):
+        click.echo(printable(f"warning: {warning}"), err=True)
+    click.echo(printable(sheets))
     click.echo(printable(describe_mapping(mapping)))
-    if online and not _spreadsheets_reachable(settings, mapping):
-        sys.exit(1)
+    if online:
+        # Without credentials, the local Sheets server `serve` would write to (or the one it runs).
+        with exit_on_config_error(), sheets_backend(settings) as backend:
+            reachable = _spreadsheets_reachable(backend, mapping)
+        if not reachable:
+            sys.exit(1)
 
 
 def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:

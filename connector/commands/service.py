@@ -22,7 +22,10 @@ from connector.commands.common import (
     load_or_exit,
     setup_logging,
 )
+from connector.config_checks import config_warnings
 from connector.sheets.backend import sheets_backend
+
+log = logging.getLogger("connector.serve")
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -90,16 +93,23 @@ def forward_reloads(config_path: Path, loaded: Settings, app: Litestar) -> None:
 
 @click.command()
 @config_option
-def serve(config_path: Path) -> None:
-    """Run the webhook service (under uvicorn) until SIGINT or SIGTERM."""
+@click.option(
+    "--show-token", is_flag=True, help="Print the webhook URLs whole at start (the token masked otherwise)."
+)
+def serve(config_path: Path, show_token: bool) -> None:
+    """Run the webhook service (under uvicorn) and the operator console until SIGINT or SIGTERM."""
     import uvicorn
 
+    from connector.commands.startup import print_start_banner
+    from connector.console.runner import running_console
     from connector.http_limits import uvicorn_limits
     from connector.intake.app import create_app
     from connector.preflight import check_data_dir, check_open_files, listening_socket
 
     loaded = load_or_exit(config_path)
     setup_logging(loaded)
+    for warning in config_warnings(loaded):
+        log.warning(warning)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
         # Before anything starts: a mistake here must not leave a half-started service behind.
@@ -108,6 +118,14 @@ def serve(config_path: Path) -> None:
         sock = resources.enter_context(listening_socket(loaded))
         settings = loaded
         app = create_app(settings)
+        console = resources.enter_context(running_console(settings))
+        if settings.alerts.enabled:
+            from connector.alerts import Alerter
+
+            alerter = Alerter(settings)
+            alerter.start()
+            resources.callback(alerter.stop)
+    print_start_banner(settings, console, show_token=show_token)
     forward_reloads(config_path, loaded, app)
     exit_cleanly_after_shutdown()
     tune_interpreter_for_serving()
@@ -123,7 +141,7 @@ def serve(config_path: Path) -> None:
     )
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]
-    logging.getLogger(__name__).info("the service listens on %s port %d", host, port)
+    log.info("the service listens on %s port %d", host, port)
     with resources:
         server.run(sockets=[sock])
     if not server.started:

@@ -16,9 +16,9 @@ from typing import Final
 
 from litestar.exceptions import NotAuthorizedException, NotFoundException
 
-from connector.settings import EndpointSettings
+from connector.settings import BasicAuth, EndpointSettings
 
-__all__ = ["AddressRefused", "Gate", "client_address"]
+__all__ = ["AddressRefused", "Gate", "basic_auth_matches", "client_address"]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Gate:
             if address is None or not any(address in network for network in allowed):
                 log.warning("endpoint %s: request from %s refused by its allow_ips", endpoint.name, address)
                 raise AddressRefused()
-        if endpoint.basic_auth is not None and not _credentials_match(endpoint, authorization):
+        if endpoint.basic_auth is not None and not basic_auth_matches(endpoint.basic_auth, authorization):
             raise NotAuthorizedException(
                 "this endpoint requires HTTP basic auth", headers={"WWW-Authenticate": REALM}
             )
@@ -103,8 +103,8 @@ def _parse(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
         return None
 
 
-def _credentials_match(endpoint: EndpointSettings, authorization: str | None) -> bool:
-    assert endpoint.basic_auth is not None
+def basic_auth_matches(expected: BasicAuth, authorization: str | None) -> bool:
+    """Whether an ``Authorization`` header carries these basic-auth credentials (constant time)."""
     scheme, _, encoded = (authorization or "").partition(" ")
     if scheme.lower() != "basic":
         return False
@@ -113,8 +113,8 @@ def _credentials_match(endpoint: EndpointSettings, authorization: str | None) ->
     except (binascii.Error, ValueError):
         return False
     username, _, password = decoded.partition(b":")
-    expected_user = endpoint.basic_auth.username.encode()
-    expected_password = endpoint.basic_auth.password.reveal().encode()
+    expected_user = expected.username.encode()
+    expected_password = expected.password.reveal().encode()
     # Both compared whatever the first says, so the time does not tell which one was wrong.
     user_ok = hmac.compare_digest(username, expected_user)
     password_ok = hmac.compare_digest(password, expected_password)

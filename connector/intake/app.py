@@ -25,7 +25,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ServiceUnavailableException,
 )
-from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, FromQuery
 from litestar.status_codes import (
@@ -38,6 +38,9 @@ from connector import __version__, metrics
 from connector.errors import StoreError
 from connector.events import KNOWN_EVENT_TYPES, EventDecodeError, UnknownEvent, decode_body, subject_of
 from connector.intake.access import AddressRefused, Gate
+from connector.journal import Journal
+from connector.rejections import RejectionLog
+from connector.schema_docs import openapi_config, schema_assets
 from connector.settings import EndpointSettings, Settings
 from connector.store import open_intake
 from connector.store.protocols import Intake
@@ -73,20 +76,27 @@ def _admit(token: str, request: Request[None, None, State]) -> EndpointSettings:
                 request.headers.get("x-forwarded-for"),
                 request.headers.get("authorization"),
             )
-    except AddressRefused:
-        metrics.EVENTS_REJECTED.labels("address").inc()
-        raise
-    except NotAuthorizedException:
-        metrics.EVENTS_REJECTED.labels("auth").inc()
-        raise
-    except NotFoundException:
-        metrics.EVENTS_REJECTED.labels("unknown_token").inc()
-        raise
+    except AddressRefused as exc:
+        raise _reject(request, "address", exc) from None
+    except NotAuthorizedException as exc:
+        raise _reject(request, "auth", exc) from None
+    except NotFoundException as exc:
+        raise _reject(request, "unknown_token", exc) from None
     return endpoint
 
 
-def _reject(reason: str, error: HTTPException) -> HTTPException:
-    metrics.EVENTS_REJECTED.labels(reason).inc()
+def _reject(
+    request: Request[None, None, State],
+    reason: str,
+    error: HTTPException,
+    endpoint: str = "",
+    *,
+    quiet: bool = False,
+) -> HTTPException:
+    """Report a refusal (metrics, the console's journal, the log; ``quiet``: at debug level) and give
+    the error back to raise."""
+    rejections: RejectionLog = request.app.state["rejections"]
+    rejections.note(reason, error.status_code, endpoint, error.detail, quiet=quiet)
     return error
 
 
@@ -172,27 +182,24 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
     endpoint = _admit(token, request)
     metrics.INTAKE.received[endpoint.name] += 1
     if not _is_json(request):
-        raise _reject(
-            "media_type", UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
-        )
+        not_json = UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
+        raise _reject(request, "media_type", not_json, endpoint.name)
     try:
         body = await request.body()
     except HTTPException as exc:
         if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
-            raise _reject("too_large", exc) from None
+            raise _reject(request, "too_large", exc, endpoint.name) from None
         # Litestar's only other failure here: the client went away before sending the whole body.
-        log.debug("a client disconnected before sending the whole body (endpoint %s)", endpoint.name)
-        raise _reject(
-            "client_disconnect", ClientDisconnected("the client disconnected before sending the whole body")
-        ) from None
+        gone = ClientDisconnected("the client disconnected before sending the whole body")
+        raise _reject(request, "client_disconnect", gone, endpoint.name, quiet=True) from None
     try:
         decoded = decode_body(body)
     except EventDecodeError as exc:
-        raise _reject("invalid", ClientException(str(exc))) from None
+        raise _reject(request, "invalid", ClientException(str(exc)), endpoint.name) from None
     event = decoded.event
     if not endpoint.accepts(event.company_id):
         refusal = PermissionDeniedException(f"company_id {event.company_id} is not accepted on this endpoint")
-        raise _reject("company", refusal)
+        raise _reject(request, "company", refusal, endpoint.name)
     inbox: Intake = request.app.state["inbox"]
     record = InboxRecord(
         received_ms=now_ms(),
@@ -209,9 +216,8 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
         stored = await inbox.put(record)
     except StoreError as exc:
         log.error("could not store a %s event: %s", event.event_type, exc)
-        raise _reject(
-            "store", ServiceUnavailableException("the event could not be stored; retry later")
-        ) from None
+        unavailable = ServiceUnavailableException("the event could not be stored; retry later")
+        raise _reject(request, "store", unavailable, endpoint.name) from None
     outcome = "stored" if stored else "duplicate"
     # Metric labels come from a fixed set: every type this version does not know counts as "unknown".
     label = "unknown" if isinstance(event, UnknownEvent) else event.event_type
@@ -275,6 +281,16 @@ def create_app(settings: Settings, inbox: Intake | None = None) -> Litestar:
                 app.state.inbox.close()
 
     @asynccontextmanager
+    async def open_journal(app: Litestar) -> AsyncIterator[None]:
+        rejections: RejectionLog = app.state["rejections"]
+        rejections.journal = Journal(settings.data_dir)
+        try:
+            yield
+        finally:
+            rejections.journal.close()
+            rejections.journal = None
+
+    @asynccontextmanager
     async def run_worker(app: Litestar) -> AsyncIterator[None]:
         if not settings.worker.embedded:
             yield
@@ -290,14 +306,20 @@ def create_app(settings: Settings, inbox: Intake | None = None) -> Litestar:
             await asyncio.to_thread(supervisor.stop)
 
     return Litestar(
-        route_handlers=[verify, receive, healthz, readyz, metrics_endpoint],
-        lifespan=[open_inbox, run_worker],
+        route_handlers=[verify, receive, healthz, readyz, metrics_endpoint, schema_assets()],
+        lifespan=[open_inbox, open_journal, run_worker],
         # The worker supervisor (set on start-up) is there for a settings reload to reach.
-        state=State({"gate": Gate(settings.endpoints, settings.server.trusted_proxies), "worker": None}),
+        state=State(
+            {
+                "gate": Gate(settings.endpoints, settings.server.trusted_proxies),
+                "rejections": RejectionLog(),
+                "worker": None,
+            }
+        ),
         # Logging is set up by the command (connector.logs), with secrets redacted; errors go through
         # the handler below so that they are logged there too.
         logging_config=None,
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: _internal_error},
         request_max_body_size=settings.server.body_limit,
-        openapi_config=OpenAPIConfig(title="doopage-sheets", version=__version__),
+        openapi_config=openapi_config("doopage-sheets", __version__),
     )

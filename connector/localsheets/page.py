@@ -141,7 +141,12 @@ def index_content(spreadsheets: Iterable[Spreadsheet]) -> str:
 
 
 def _sheet_summary(sheet: Sheet) -> str:
-    return f"{sheet.title} ({sheet.last_data_row()})"
+    return f"{sheet.title} ({body_rows(sheet)})"
+
+
+def body_rows(sheet: Sheet) -> int:
+    """Rows holding data below the header row (or the frozen rows): what a person calls the data rows."""
+    return max(sheet.last_data_row() - max(sheet.frozen_rows, 1), 0)
 
 
 def spreadsheet_content(spreadsheet: Spreadsheet, row_limit: int = ROW_LIMIT) -> str:
@@ -167,7 +172,7 @@ def sheet_section(sheet: Sheet, row_limit: int = ROW_LIMIT) -> str:
     data_rows = sheet.last_data_row()
     hidden = " hidden," if sheet.hidden else ""
     heading = (
-        f'<h2 id="sheet-{sheet.sheet_id}">{escape(sheet.title)} <small>{data_rows} rows,{hidden} '
+        f'<h2 id="sheet-{sheet.sheet_id}">{escape(sheet.title)} <small>{body_rows(sheet)} rows below the header,{hidden} '
         f"grid {sheet.row_count}&times;{sheet.column_count}</small></h2>\n"
     )
     if data_rows == 0:

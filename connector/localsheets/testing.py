@@ -45,6 +45,7 @@ class LocalSheets:
 
     def __init__(self, url: str, admin_secret: str) -> None:
         self.url = url.rstrip("/")
+        self.admin_secret = admin_secret
         self._http = requests.Session()
         self._http.headers[ADMIN_SECRET_HEADER] = admin_secret
 

@@ -13,7 +13,10 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import msgspec
 
 from connector.errors import ConfigError
@@ -23,6 +26,8 @@ from connector.sync.mapping import load_mapping
 from connector.threaded_server import serving
 
 __all__ = ["sheets_backend", "uses_local_sheets"]
+
+PROBE_TIMEOUT_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +60,37 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
 
     env = os.environ if environ is None else environ
     local = settings.local_sheets
-    # Its admin secret is made at start-up, or given (to tools that drive it) in the environment.
-    service = LocalSheetsService(
-        data_path=settings.data_dir / local.data_file, admin_secret=env.get(ADMIN_SECRET_ENV) or None
-    )
-    for company in load_mapping(settings).companies:
-        if company.spreadsheet_id not in service.spreadsheets:
-            title = company.name or f"DooPage company {company.company_id}"
-            service.put_spreadsheet(company.spreadsheet_id, SpreadsheetSpec(title=title))
+    wanted = {
+        company.spreadsheet_id: company.name or f"DooPage company {company.company_id}"
+        for company in load_mapping(settings).companies
+    }
     try:
         sock = bind_socket(local.host, local.port)
     except OSError as exc:
-        raise ConfigError(
-            settings.source,
-            "local_sheets.port",
-            f"cannot listen on {local.host}:{local.port} ({exc.strerror})",
-        ) from None
+        # Most often `serve` is running and holds the port (and the data file): its server is the one
+        # to write to.
+        secret = env.get(ADMIN_SECRET_ENV) or _read_secret(settings.data_dir)
+        running = _running_local_server(local.host, local.port, wanted, secret)
+        if running is None:
+            raise ConfigError(
+                settings.source,
+                "local_sheets.port",
+                f"cannot listen on {local.host}:{local.port} ({exc.strerror})",
+            ) from None
+        log.info("using the local Sheets server already running at %s (started by another command)", running)
+        yield msgspec.structs.replace(
+            settings, sheets=msgspec.structs.replace(settings.sheets, api_root=running)
+        )
+        return
+    # Its admin secret is made at start-up, or given (to tools that drive it) in the environment; other
+    # commands on this data directory find it in a file only this user can read.
+    service = LocalSheetsService(
+        data_path=settings.data_dir / local.data_file, admin_secret=env.get(ADMIN_SECRET_ENV) or None
+    )
+    _write_secret(settings.data_dir, service.admin_secret)
+    for spreadsheet_id, title in wanted.items():
+        if spreadsheet_id not in service.spreadsheets:
+            service.put_spreadsheet(spreadsheet_id, SpreadsheetSpec(title=title))
     url = server_url(sock)
     try:
         hosts = host_names(local.host, local.allowed_hosts)
@@ -85,3 +105,49 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
             yield msgspec.structs.replace(settings, sheets=sheets)
     finally:
         sock.close()
+
+
+def _secret_path(data_dir: Path) -> Path:
+    return data_dir / "local-sheets.secret"
+
+
+def _write_secret(data_dir: Path, secret: str) -> None:
+    """Keep the local server's admin secret where this user's other commands find it (mode 0600)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = _secret_path(data_dir)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret)
+
+
+def _read_secret(data_dir: Path) -> str:
+    try:
+        return _secret_path(data_dir).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _running_local_server(host: str, port: int, wanted: Mapping[str, str], secret: str) -> str | None:
+    """The URL of a local Sheets server answering at host:port, with the ``wanted`` spreadsheets (id ->
+    title) created there if missing; None when what listens there is not one (or not ours: its admin
+    secret is not the one in the data directory)."""
+    from connector.localsheets.guard import ADMIN_SECRET_HEADER
+
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    try:
+        with httpx.Client(
+            base_url=url, timeout=PROBE_TIMEOUT_S, headers={ADMIN_SECRET_HEADER: secret}
+        ) as http:
+            listed = http.get("/_admin/spreadsheets")
+            if listed.status_code != 200:
+                return None
+            present = {entry["spreadsheetId"] for entry in listed.json()["spreadsheets"]}
+            for spreadsheet_id, title in wanted.items():
+                if spreadsheet_id not in present:
+                    path = f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}"
+                    http.put(path, json={"title": title}).raise_for_status()
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return url

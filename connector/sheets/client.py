@@ -13,7 +13,6 @@ would fail one by one at run time, so they are refused at start-up with a Config
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ from google.auth.transport.requests import AuthorizedSession
 from google.oauth2 import service_account
 from requests.adapters import HTTPAdapter
 
+from connector.addresses import is_loopback
 from connector.errors import ConfigError
 from connector.sheets.config import CREDENTIALS_ENV, GOOGLE_API_ROOT, SheetsSettings
 
@@ -53,13 +53,7 @@ class SheetsConnection(msgspec.Struct, frozen=True):
 
 def is_loopback_root(api_root: str) -> bool:
     """Whether the root's host is localhost or a loopback address (127.0.0.0/8, ::1)."""
-    host = urlsplit(api_root).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(urlsplit(api_root).hostname or "")
 
 
 class ApiRootAdapter(HTTPAdapter):

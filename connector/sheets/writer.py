@@ -94,6 +94,19 @@ class FlushReport(msgspec.Struct, frozen=True):
         """New rows."""
         return sum(w.rows_appended for w in self.worksheets)
 
+    def describe(self) -> str:
+        """What changed, for people: ``Customers 12 updated, 3 added; Orders 2 updated``."""
+        parts = []
+        for sheet in self.worksheets:
+            changes = [
+                f"{n} {what}"
+                for n, what in ((sheet.rows_updated, "updated"), (sheet.rows_appended, "added"))
+                if n
+            ]
+            if changes:
+                parts.append(f"{sheet.title} {', '.join(changes)}")
+        return "; ".join(parts) or "nothing changed"
+
     @property
     def duplicate_keys(self) -> tuple[tuple[str, str], ...]:
         """``(worksheet, key)`` of every key found in more than one row; only its first row is written."""
@@ -141,6 +154,8 @@ class SheetWriter:
         self._remembered: dict[str, dict[str, _Remembered]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # Told of every request sent: (kind, status, spreadsheet id); the worker records them for the console.
+        self.on_request: Callable[[str, str, str], None] | None = None
 
     @classmethod
     def from_settings(
@@ -231,9 +246,14 @@ class SheetWriter:
             except PermanentSheetsError as exc:
                 if exc.status != 400:
                     raise
-                # A range named a worksheet that does not exist (not created yet, or deleted by a person).
-                log.info(
-                    "spreadsheet %s: reading worksheets %s failed (%s)", spreadsheet_id, list(asked), exc
+                # A range named a worksheet that does not exist (not created yet, or deleted by a person):
+                # the normal first write into a new spreadsheet, so not worth more than a debug line; the
+                # worksheets created next are logged at INFO.
+                log.debug(
+                    "spreadsheet %s: not every worksheet of %s exists yet (%s)",
+                    spreadsheet_id,
+                    list(asked),
+                    exc,
                 )
                 return self._cycle(spreadsheet_id, batches, stats, refresh=True)
             if len(snapshots) != len(asked):
@@ -351,10 +371,15 @@ class SheetWriter:
             result = call()
         except (APIError, requests.RequestException, msgspec.DecodeError) as exc:
             error = classify_failure(spreadsheet_id, exc)
-            metrics.SHEETS_REQUESTS.labels(kind, str(error.status or type(exc).__name__)).inc()
+            self._count(kind, str(error.status or type(exc).__name__), spreadsheet_id)
             raise error from exc
-        metrics.SHEETS_REQUESTS.labels(kind, "200").inc()
+        self._count(kind, "200", spreadsheet_id)
         return result
+
+    def _count(self, kind: RequestKind, status: str, spreadsheet_id: str) -> None:
+        metrics.SHEETS_REQUESTS.labels(kind, status).inc()
+        if self.on_request is not None:
+            self.on_request(kind, status, spreadsheet_id)
 
     def _report(self, spreadsheet_id: str, plans: Sequence[WorksheetPlan], stats: _Stats) -> FlushReport:
         """Log what changed and build the report."""

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal, get_args
 
 import msgspec
 
-from connector.errors import ConfigError
+from connector.errors import ConfigError, suggest_known_field
 from connector.events import (
     CustomerClosed,
     CustomerPipelineUpdated,
@@ -489,10 +489,7 @@ def _located(file: str, message: str) -> ConfigError:
         return ConfigError(file, "", message)
     path = where.strip("`").removeprefix("$").removeprefix(".")
     unknown = _UNKNOWN_FIELD.search(reason)
-    if unknown:
-        close = difflib.get_close_matches(unknown.group(1), _FIELD_NAMES, n=1)
-        if close:
-            reason = f"{reason}; did you mean `{close[0]}`?"
+    reason = suggest_known_field(reason, _FIELD_NAMES)
     hint = _HINTS.get(path.rpartition(".")[2])
     if hint and not unknown:
         reason = f"{reason}; {hint}"

@@ -359,10 +359,26 @@ def fold_batch(
 
 
 def visible_tags(state: CustomerState) -> list[str]:
-    """The customer's present tags by name (a tag without a name shows its id), sorted."""
-    names = [
-        entry.name if entry.name is not None else str(tag_id)
-        for tag_id, entry in state.tags.items()
-        if entry.present
-    ]
+    """The customer's present tags by name (a tag without a name shows its id), sorted, each name once.
+
+    A tag known only by its name (imported from a CSV without tag ids: a negative id derived from the
+    name) is the same tag as one of that name with DooPage's id: it shows only while no event about the
+    DooPage tag is newer than it, so "vip" imported then "vip" set by a webhook shows once, and a later
+    unset of DooPage's "vip" removes it.
+    """
+    names: set[str] = set()
+    newest: dict[str, Stamp] = {}  # name -> the newest stamp of a tag with DooPage's id and that name
+    named_only = []
+    for tag_id, entry in state.tags.items():
+        if tag_id < 0 and entry.name is not None:
+            named_only.append(entry)
+            continue
+        if entry.name is not None and (entry.name not in newest or newest[entry.name] < entry.stamp):
+            newest[entry.name] = entry.stamp
+        if entry.present:
+            names.add(entry.name if entry.name is not None else str(tag_id))
+    for entry in named_only:
+        assert entry.name is not None
+        if entry.present and (entry.name not in newest or newest[entry.name] < entry.stamp):
+            names.add(entry.name)
     return sorted(names, key=lambda name: (name.casefold(), name))

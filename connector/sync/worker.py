@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from connector import metrics
 from connector.errors import StaleFence
 from connector.events import EventDecodeError, UnknownEvent, decode_body
+from connector.journal import Journal
+from connector.mapping_watch import MappingWatcher
 from connector.settings import Settings, WorkerSettings
 from connector.sheets.errors import PermanentSheetsError, SheetsError
 from connector.sheets.plan import WorksheetBatch
@@ -105,6 +108,8 @@ class Worker:
         max_request_bytes: int = 2_000_000,
         owner: str | None = None,
         clock: Callable[[], int] = now_ms,
+        journal: Journal | None = None,
+        watcher: MappingWatcher | None = None,
     ) -> None:
         self.store = store
         self.writer = writer
@@ -113,6 +118,8 @@ class Worker:
         self.max_request_bytes = max_request_bytes
         self.owner = owner or owner_id("worker")
         self._clock = clock
+        self.journal = journal  # where flushes are recorded for the console
+        self.watcher = watcher  # follows the mapping file; None: the router never changes
         self._failures: dict[str, int] = defaultdict(int)  # consecutive transient failures by spreadsheet
 
     def due(
@@ -155,6 +162,7 @@ class Worker:
         poll = self.settings.poll_ms / 1000
         while not stop.is_set():
             try:
+                self.follow_mapping()
                 report = self.run_once(stop)
             except Exception:
                 # A bug or a broken store must not kill the worker silently: log it, wait, go on.
@@ -165,6 +173,14 @@ class Worker:
                 on_pass(report)
             if not report.flushes:
                 stop.wait(poll)
+
+    def follow_mapping(self) -> None:
+        """Route with the mapping file's current content, and queue again the events of a newly mapped
+        company (see connector.mapping_watch)."""
+        mapping = self.watcher.check() if self.watcher is not None else None
+        if mapping is not None:
+            self.router = Router.from_mapping(mapping)
+            requeue_mapped(self.store, self.router)
 
     def run_once(self, stop: threading.Event | None = None) -> PassReport:
         """Flush every due spreadsheet whose lock is free, while the request budget lets a flush start.
@@ -254,6 +270,7 @@ class Worker:
         ids = [stored.id for stored, _ in items]
         companies = sorted({stored.company_id for stored, _ in items})
         label = ",".join(str(c) for c in companies)
+        started = time.monotonic()
         try:
             envelopes = [envelope for _, envelope in items]
             keys = {entity_key(envelope.event) for envelope in envelopes}
@@ -276,6 +293,7 @@ class Worker:
             )
             report.failed += self.store.finish(self.owner, ids, "failed", str(exc))
             self.store.record_flush(spreadsheet_id, label, error=str(exc))
+            self._journal_error(spreadsheet_id, label, len(ids), started, str(exc))
             return
         except SheetsError as exc:
             self._failures[spreadsheet_id] += 1
@@ -288,6 +306,7 @@ class Worker:
             )
             self.store.release(self.owner, ids, retry_at_ms=self._clock() + delay)
             self.store.record_flush(spreadsheet_id, label, error=str(exc))
+            self._journal_error(spreadsheet_id, label, len(ids), started, str(exc))
             report.released += len(ids)
             return
         self._failures.pop(spreadsheet_id, None)
@@ -299,6 +318,36 @@ class Worker:
         report.latencies_ms.extend(latencies)
         for latency in latencies:
             metrics.WEBHOOK_TO_SHEET_SECONDS.observe(latency / 1000)
+        seconds = time.monotonic() - started
+        log.info(
+            "%s: %s — %.2f s, %d requests", spreadsheet_id, flushed.describe(), seconds, flushed.requests
+        )
+        if self.journal is not None:
+            self.journal.flush(
+                spreadsheet_id,
+                label,
+                len(ids),
+                rows_updated=flushed.rows_updated,
+                rows_added=flushed.rows_appended,
+                requests=flushed.requests,
+                seconds=seconds,
+                latencies_ms=latencies,
+            )
+
+    def _journal_error(
+        self, spreadsheet_id: str, label: str, events: int, started: float, error: str
+    ) -> None:
+        if self.journal is not None:
+            seconds = time.monotonic() - started
+            self.journal.flush(spreadsheet_id, label, events, seconds=seconds, error=error)
+
+
+def requeue_mapped(store: WorkStore, router: Router) -> None:
+    """Give the unrouted events of every company the router now maps back to the worker."""
+    for company_id in sorted(router.company_ids):
+        requeued = store.requeue("unrouted", company_id)
+        if requeued:
+            log.info("company %d is mapped now: %d unrouted events queued again", company_id, requeued)
 
 
 def worksheet_batches(
@@ -331,23 +380,25 @@ class WorkerThread:
         self._thread: threading.Thread | None = None
         self.worker: Worker | None = None  # while started; a settings reload swaps its router
         self._store: WorkStore | None = None
+        self._journal: Journal | None = None
 
     def start(self) -> Worker:
         """Open the store, take over what dead processes held, give back events whose company is now
         mapped, and start working."""
         self._store = open_work_store(self.settings)
         take_over_gone_owners(self._store)
+        self._journal = Journal(self.settings.data_dir)
+        self.writer.on_request = self._journal.sheets_request
         router = Router.from_mapping(self.mapping)
-        for company_id in sorted(router.company_ids):
-            requeued = self._store.requeue("unrouted", company_id)
-            if requeued:
-                log.info("company %d is mapped now: %d unrouted events queued again", company_id, requeued)
+        requeue_mapped(self._store, router)
         worker = self.worker = Worker(
             self._store,
             self.writer,
             router,
             self.settings.worker,
             max_request_bytes=self.settings.sheets.max_request_bytes,
+            journal=self._journal,
+            watcher=MappingWatcher(self.settings, self.mapping),
         )
         self._thread = threading.Thread(target=worker.run, args=(self.stop_event,), name="sheets-worker")
         self._thread.start()
@@ -363,3 +414,6 @@ class WorkerThread:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None

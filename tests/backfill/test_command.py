@@ -298,11 +298,19 @@ def test_a_claim_cut_short_is_given_back_at_once(backfill: Backfill) -> None:
     assert set(backfill.records("Customers")) == {"1", "2"}
 
 
-def test_rows_of_an_unmapped_company_are_kept_unrouted(backfill: Backfill) -> None:
+def test_rows_of_an_unmapped_company_are_refused_unless_allowed_then_kept_unrouted(
+    backfill: Backfill,
+) -> None:
     path = backfill.file("customers.csv", "ID,Full name,Tags\n1,A,\n")
-    result = backfill.run("customers", str(path), *CUSTOMER_COLUMNS, "--company", "99")
+    refused = backfill.run("customers", str(path), *CUSTOMER_COLUMNS, "--company", "99")
+    assert refused.exit_code == 1, refused.output
+    assert "nothing imported" in refused.stderr
+    assert "company 99 is not mapped" in refused.stderr
+    assert "written:" not in refused.stdout
+
+    result = backfill.run("customers", str(path), *CUSTOMER_COLUMNS, "--company", "99", "--allow-unmapped")
     assert result.exit_code == 0, result.output
-    assert "unrouted: 1 events" in result.stderr
+    assert "written: nothing; 1 events belong to companies without a mapping" in result.stdout
     assert stored(backfill) == {"unrouted": 1}
 
 
@@ -359,3 +367,20 @@ def test_passes_shrink_to_rows_that_fit_one_write_request(backfill: Backfill) ->
     assert rest
     assert all(report.sheets_requests == 2 for report in rest)  # one read, one write
     assert len(backfill.records("Customers")) == 200
+
+
+def test_the_same_content_with_a_new_modification_time_imports_nothing_new(backfill: Backfill) -> None:
+    import os
+
+    path = backfill.file("customers.csv", "ID,Full name,Tags\n1,A,vip\n2,B,\n")
+    first = backfill.run("customers", str(path), *CUSTOMER_COLUMNS)
+    assert first.exit_code == 0, first.output
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 3_600_000_000_000))  # touched, an hour later
+    again = backfill.run("customers", str(path), *CUSTOMER_COLUMNS)
+    assert again.exit_code == 0, again.output
+    assert "events: 0 stored" in again.stdout
+    path.write_text("ID,Full name,Tags\n1,A2,vip\n2,B,\n", encoding="utf-8")  # new content: imported
+    changed = backfill.run("customers", str(path), *CUSTOMER_COLUMNS)
+    assert "events: 0 stored" not in changed.stdout
+    assert backfill.records("Customers")["1"]["Name"] == "A2"

@@ -79,7 +79,7 @@ def test_index_links_every_spreadsheet_to_its_grids(sheets: LocalSheets) -> None
     assert answer.headers["content-type"].startswith("text/html")
     assert f"/view/{spreadsheet_id}" in grids(answer.text).links
     assert "Shop &lt;b&gt;&amp;&lt;/b&gt;" in answer.text
-    assert "Orders (3), Empty (0)" in answer.text
+    assert "Orders (2), Empty (0)" in answer.text  # the header row is not a data row
 
 
 def test_view_shows_each_sheet_with_column_letters_and_row_numbers(sheets: LocalSheets) -> None:
@@ -95,7 +95,8 @@ def test_view_shows_each_sheet_with_column_letters_and_row_numbers(sheets: Local
     }
     assert '<tr class="head"><th class="row">1</th><td>Order</td>' in answer.text
     assert '<h2 id="sheet-' in answer.text
-    assert "Empty <small>0 rows" in answer.text
+    assert "Empty <small>0 rows below the header" in answer.text
+    assert "Orders <small>2 rows below the header" in answer.text
 
 
 def test_cell_values_arrive_escaped_never_as_markup(sheets: LocalSheets) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import shutil
 import threading
 from collections.abc import Iterator
 
@@ -13,11 +12,11 @@ import pytest
 from gspread.utils import ValueInputOption
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from connector.localsheets.testing import LocalSheets
+from tests.browser import chromium
 
 # Generous: the page polls once a second, but two cores are shared with the rest of the suite.
 REFRESH_WAIT_SECONDS = 30
@@ -32,34 +31,9 @@ return [...table.querySelectorAll("tbody tr")].map((row) => [...row.cells].map((
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    """Debian's chromium, headless, through its matching chromedriver (skips where either is missing)."""
-    chromium = shutil.which("chromium")
-    driver_path = shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip(
-            "headless Chromium test needs Debian's chromium and chromium-driver packages "
-            "(apt-get install chromium chromium-driver); CI installs them in .ci/run"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1200,900",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    try:
+    """Debian's chromium, headless (skips where it is missing)."""
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def grid(driver: webdriver.Chrome, title: str) -> list[list[str]] | None:

@@ -105,3 +105,39 @@ def test_online_fails_for_a_spreadsheet_that_does_not_exist(tmp_path: Path, shee
     assert code == 1
     assert "spreadsheet no-such-sheet: NOT reachable" in out
     assert "404" in out or "not found" in out.lower()
+
+
+def test_a_missing_credentials_file_is_not_valid(tmp_path: Path) -> None:
+    text = f'[mapping]\nfile = "{EXAMPLE_MAPPING}"\n[sheets]\ncredentials_file = "missing.json"\n'
+    code, out, err = run("--config", str(settings_file(tmp_path, text)))
+    assert code == 2
+    assert "settings are valid" not in out
+    assert "sheets.credentials_file: cannot use service-account file" in err
+    assert "missing.json" in err
+
+
+def test_online_without_credentials_checks_the_local_server_serve_would_use(tmp_path: Path) -> None:
+    from connector.threaded_server import free_port
+
+    text = f'[mapping]\nfile = "{EXAMPLE_MAPPING}"\n[local_sheets]\nport = {free_port()}\n[server]\ndata_dir = "data"\n'
+    result = CliRunner(env={"GOOGLE_APPLICATION_CREDENTIALS": None}).invoke(
+        main, ["check-config", "--online", "--config", str(settings_file(tmp_path, text))]
+    )
+    assert result.exit_code == 0, result.output
+    assert "no Google credentials: writes go to the built-in local Sheets server" in result.stdout
+    assert "spreadsheet doopage-demo ('DooPage demo'): reachable" in result.stdout
+
+
+def test_the_example_secrets_on_an_open_address_are_warned_about(tmp_path: Path) -> None:
+    text = (
+        ENDPOINTS.replace("test-token-0123456789abcdef", "demo-token-change-me-0123456789")
+        + f'[mapping]\nfile = "{EXAMPLE_MAPPING}"\n[server]\nhost = "0.0.0.0"\n'
+    )
+    path = tmp_path / "settings.toml"
+    path.write_text(text, encoding="utf-8")
+    code, _, err = run("--config", str(path))
+    assert code == 0
+    assert "warning:" in err
+    assert "example's token or validation key" in err
+    code, _, err = run("--config", str(settings_file(tmp_path, f'[mapping]\nfile = "{EXAMPLE_MAPPING}"\n')))
+    assert "warning" not in err

@@ -175,6 +175,18 @@ def test_tag_names_follow_the_latest_event_and_sort_without_case() -> None:
     assert visible_tags(state) == ["b-Renamed", "t2"]
 
 
+def test_a_tag_known_only_by_name_is_the_same_as_that_name_with_doopages_id() -> None:
+    imported = customer_event("tag_set", None, received=T0, tags=[{"id": -77, "name": "vip"}])  # CSV, no id
+    webhook_set = customer_event("tag_set", None, received=T0 + 1, tags=[{"id": 5, "name": "vip"}])
+    webhook_unset = customer_event("tag_unset", None, received=T0 + 2, tags=[{"id": 5, "name": "vip"}])
+    assert visible_tags(both_orders([imported])) == ["vip"]
+    assert visible_tags(both_orders([imported, webhook_set])) == ["vip"]  # not "vip, vip"
+    assert visible_tags(both_orders([imported, webhook_set, webhook_unset])) == []
+    # An import newer than DooPage's unset sets the tag again.
+    later = customer_event("tag_set", None, received=T0 + 3, tags=[{"id": -77, "name": "vip"}])
+    assert visible_tags(both_orders([imported, webhook_set, webhook_unset, later])) == ["vip"]
+
+
 def test_pipeline_stage_is_the_latest() -> None:
     def stage(received: int, name: str) -> Envelope:
         return customer_event(

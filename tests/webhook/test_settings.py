@@ -82,3 +82,17 @@ def test_cli_reports_a_config_mistake_and_exits_2(tmp_path):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [
+        ("[server]\nprot = 8080\n" + ENDPOINT, "did you mean `port`?"),
+        ("[workr]\n" + ENDPOINT, "did you mean `worker`?"),
+        ("[sheets]\nrate_limit = { reads_per_minut = 3 }\n" + ENDPOINT, "did you mean `reads_per_minute`?"),
+    ],
+)
+def test_a_misspelt_key_gets_a_suggestion_as_in_the_mapping(text, suggestion):
+    with pytest.raises(ConfigError) as error:
+        parse_settings(text, "settings.toml")
+    assert str(error.value).endswith(suggestion)

@@ -39,6 +39,21 @@ def test_status_shows_statuses_lag_and_last_flush(connector, samples):
     assert "worker-test-token" not in before.output + after  # the path token is a secret
 
 
+def test_status_leaves_out_a_spreadsheet_no_longer_mapped(connector, samples):
+    connector.sheets.delete_spreadsheet(connector.spreadsheet_id)
+    store(connector, [samples["customer_created"]])
+    connector.worker.run_once()  # fails: the spreadsheet's error is recorded
+    assert "404" in run(connector, "status").output
+    mapping = Path(connector.settings.source).parent / "mapping.toml"
+    mapping.write_text(
+        mapping.read_text(encoding="utf-8").replace(connector.spreadsheet_id, "another-sheet"),
+        encoding="utf-8",
+    )
+    shown = run(connector, "status").output
+    assert connector.spreadsheet_id not in shown
+    assert "404" not in shown
+
+
 def test_failed_events_are_listed_then_retried_into_the_sheet(connector, samples):
     connector.sheets.delete_spreadsheet(connector.spreadsheet_id)
     store(connector, [samples["customer_created"]])
