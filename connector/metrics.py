@@ -21,8 +21,10 @@ __all__ = [
     "INBOX_DEPTH",
     "INTAKE",
     "RATE_LIMIT_WAIT_SECONDS",
+    "SHEETS_BUDGET",
     "SHEETS_REQUESTS",
     "SHEETS_RETRIES",
+    "SHEETS_THROTTLED",
     "WEBHOOK_TO_SHEET_SECONDS",
     "IntakeCounts",
     "render",
@@ -52,6 +54,16 @@ SHEETS_REQUESTS: Final = Counter(
     ["kind", "status"],
 )
 SHEETS_RETRIES: Final = Counter("doopage_sheets_retries_total", "Sheets attempts retried after a failure.")
+SHEETS_BUDGET: Final = Gauge(
+    "doopage_sheets_budget_per_minute",
+    "Sheets requests the connector allows itself per quota window now, by kind (read, write); cut by 429s.",
+    ["kind"],
+)
+SHEETS_THROTTLED: Final = Counter(
+    "doopage_sheets_throttled_total",
+    "Sheets requests Google refused with 429 (quota exhausted), by kind (read, write).",
+    ["kind"],
+)
 RATE_LIMIT_WAIT_SECONDS: Final = Counter(
     "doopage_rate_limit_wait_seconds_total", "Time spent waiting for the Sheets request budget.", ["kind"]
 )

@@ -114,12 +114,19 @@ def worker(config_path: Path) -> None:
     "--seed", type=int, default=None, help="Seed for spreadsheet ids, sheet ids and injected faults."
 )
 @click.option("--log-level", default="info", show_default=True, help="uvicorn log level.")
-def local_sheets(host: str, port: int, data_path: Path | None, seed: int | None, log_level: str) -> None:
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse what Google refuses: edits of protected ranges, cells over 50,000 characters.",
+)
+def local_sheets(
+    host: str, port: int, data_path: Path | None, seed: int | None, log_level: str, strict: bool
+) -> None:
     """Run the local Google Sheets API v4 server (for tests, the demo, and trying without Google)."""
     from connector.localsheets import LocalSheetsService, StoreError, bind_socket, make_server, server_url
 
     try:
-        service = LocalSheetsService(data_path=data_path, seed=seed)
+        service = LocalSheetsService(data_path=data_path, seed=seed, strict=strict)
     except StoreError as exc:
         click.echo(f"local-sheets: {exc}", err=True)
         sys.exit(2)

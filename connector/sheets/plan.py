@@ -16,7 +16,10 @@ date, in the order they must run:
 Every value is written as ``userEnteredValue`` of its own type: strings as ``stringValue`` (so text that
 looks like a formula, ``=IMPORTXML(...)``, ``+1``, ``@x``, stays text), numbers as ``numberValue``,
 booleans as ``boolValue``. ``None`` clears the cell; a header left out of an upsert's values leaves that
-cell as it is. Integers beyond 2**53 are written as text, because a sheet number would round them.
+cell as it is. Google keeps every number as an IEEE double, exact for integers only up to 2**53, so an
+integer beyond +-2**53 is written as text (9007199254741003 would come back as ...004 otherwise).
+Google refuses a cell of more than 50,000 characters; longer text is cut to fit, ending in
+:data:`CUT_MARKER` so a reader sees it was cut.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import msgspec
 from connector.sheets.snapshot import SheetSnapshot
 
 __all__ = [
+    "CUT_MARKER",
     "MAX_CELL_CHARS",
     "CellValue",
     "ColumnLayout",
@@ -40,6 +44,7 @@ __all__ = [
     "WorksheetPlan",
     "cell_data",
     "column_runs",
+    "cut_text",
     "index_keys",
     "key_text",
     "merge_upserts",
@@ -55,7 +60,9 @@ Key = str | int
 Upsert = tuple[Key, Mapping[str, CellValue]]
 
 # Google refuses a cell of more than 50,000 characters; longer text is cut rather than failing the flush.
+# Counted in UTF-16 code units, never fewer than characters, so the cut fits however Google counts.
 MAX_CELL_CHARS = 50_000
+CUT_MARKER = " …[cut: over 50,000 characters]"
 _MAX_EXACT_INT = 2**53
 NEW_SHEET_ROWS = 1000
 NEW_SHEET_COLUMNS = 26
@@ -136,6 +143,22 @@ def key_text(key: Key) -> str:
     return str(key)
 
 
+def utf16_units(text: str) -> int:
+    """The length of ``text`` in UTF-16 code units (a character beyond U+FFFF, such as an emoji, is two)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def cut_text(text: str, limit: int = MAX_CELL_CHARS) -> str:
+    """``text`` unchanged when it fits in ``limit`` UTF-16 code units, else cut to fit with CUT_MARKER."""
+    if len(text) <= limit // 2 or utf16_units(text) <= limit:
+        return text
+    budget = limit - utf16_units(CUT_MARKER)
+    end = budget
+    while (excess := utf16_units(text[:end]) - budget) > 0:
+        end -= excess  # each character dropped frees at least one code unit
+    return text[:end] + CUT_MARKER
+
+
 def cell_data(value: CellValue) -> dict[str, Any]:
     """A ``CellData`` writing ``value`` RAW; ``{}`` (with the userEnteredValue field mask) clears the cell."""
     if value is None:
@@ -148,7 +171,7 @@ def cell_data(value: CellValue) -> dict[str, Any]:
         return {"userEnteredValue": {"numberValue": value}}
     if isinstance(value, float):
         return {"userEnteredValue": {"numberValue": value}}
-    return {"userEnteredValue": {"stringValue": value[:MAX_CELL_CHARS]}}
+    return {"userEnteredValue": {"stringValue": cut_text(value)}}
 
 
 def merge_upserts(upserts: Iterable[Upsert]) -> dict[str, tuple[Key, dict[str, CellValue]]]:

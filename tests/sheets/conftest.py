@@ -9,8 +9,9 @@ import pytest
 from connector.localsheets.testing import LocalSheets
 from connector.sheets import RateLimitSettings, RetrySettings, SheetsSettings, SheetWriter, connect
 
-# Tests must not wait: a budget no test reaches, and retries that "sleep" into a list.
-FAST_BUDGET = RateLimitSettings(reads_per_minute=1_000_000, writes_per_minute=1_000_000)
+# Tests must not wait: a budget no test reaches, a quota "minute" of 50 ms (a 429 pauses that kind of
+# request for one window), and retries that "sleep" into a list.
+FAST_BUDGET = RateLimitSettings(reads_per_minute=1_000_000, writes_per_minute=1_000_000, window_seconds=0.05)
 
 
 @pytest.fixture
