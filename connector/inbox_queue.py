@@ -151,19 +151,23 @@ class InboxQueue:
                 params,
             )
 
-    def release(self, ids: Iterable[int], retry_at_ms: int | None = None) -> None:
-        """Give claimed events back (pending or backfill); with ``retry_at_ms``, not claimed before then."""
-        params = [(retry_at_ms, event_id) for event_id in ids]
+    def release(self, ids: Iterable[int], retry_at_ms: int | None = None, error: str | None = None) -> None:
+        """Give claimed events back (pending or backfill); with ``retry_at_ms``, not claimed before then;
+        ``error`` says why they wait (shown by ``failed list`` until they are done)."""
+        params = [(retry_at_ms, error, event_id) for event_id in ids]
         with transaction(self._conn):
             self._conn.executemany(
-                "UPDATE events SET lease_owner = NULL, lease_until = ?"
+                "UPDATE events SET lease_owner = NULL, lease_until = ?, last_error = ?"
                 " WHERE id = ? AND status IN ('pending', 'backfill')",
                 params,
             )
 
     def requeue(self, status: Literal["failed", "unrouted"], company_id: int | None = None) -> int:
         """Put parked or unrouted events back to pending (all, or one company's); how many."""
-        sql = "UPDATE events SET status = 'pending', lease_until = NULL, updated_ms = ? WHERE status = ?"
+        sql = (
+            "UPDATE events SET status = 'pending', lease_until = NULL, last_error = NULL, updated_ms = ?"
+            " WHERE status = ?"
+        )
         params: tuple[object, ...] = (now_ms(), status)
         if company_id is not None:
             sql += " AND company_id = ?"
@@ -179,10 +183,15 @@ class InboxQueue:
         """Pending events per company, with the receive time of the oldest."""
         return [CompanyLag(*row) for row in self._conn.execute(LAG)]
 
-    def failed(self, company_id: int | None = None, limit: int = 100) -> list[FailedEvent]:
-        """Parked events, oldest first, with their error."""
+    def failed(
+        self, company_id: int | None = None, limit: int = 100, *, waiting: bool = False
+    ) -> list[FailedEvent]:
+        """Parked events, oldest first, with their error; ``waiting``: instead, pending events given back
+        with a reason (a worksheet held back), which are retried by themselves."""
         sql = "SELECT id, company_id, event_type, received_ms, attempts, COALESCE(last_error, '') FROM events"
-        sql += " WHERE status = 'failed'"
+        sql += (
+            " WHERE status = 'pending' AND last_error IS NOT NULL" if waiting else " WHERE status = 'failed'"
+        )
         params: tuple[object, ...] = ()
         if company_id is not None:
             sql += " AND company_id = ?"

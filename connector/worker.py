@@ -10,7 +10,9 @@ One pass (:meth:`Worker.run_once`):
    read and one write;
 4. only then save the states and mark the events ``done``. A permanent Sheets error parks that
    spreadsheet's events as ``failed`` with the error; a transient one gives them back, to be retried after
-   a back-off, while other spreadsheets go on.
+   a back-off, while other spreadsheets go on. Events with rows in a worksheet the writer held back (its
+   key header missing, a protected range: ``FlushReport.blocked``) are given back with the reason and a
+   back-off, and come back by themselves; the spreadsheet's other events are done.
 
 Folding is idempotent and order-free (per-field last-writer-wins), so an event processed twice after a
 crash between the write and the acknowledgement leaves the same rows.
@@ -20,13 +22,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connector import metrics
+from connector.budget_file import save_budget
 from connector.events import EventDecodeError, UnknownEvent, decode_body
+from connector.held import held_events, held_message
 from connector.inbox import CSV_IMPORT_ENDPOINT, now_ms
 from connector.inbox_queue import InboxQueue, StoredEvent, open_queue
 from connector.mapping import CompanyMapping, load_mapping, rows_for
@@ -189,32 +194,56 @@ class Worker:
             report.failed += len(ids)
             return
         except SheetsError as exc:
-            self._failures[spreadsheet_id] += 1
-            delay = min(
-                self.settings.backoff_ms * 2 ** (self._failures[spreadsheet_id] - 1),
-                self.settings.max_backoff_ms,
-            )
+            delay = self._backoff(spreadsheet_id)
             log.warning(
                 "spreadsheet %s: %s; retrying its %d events in %d ms", spreadsheet_id, exc, len(ids), delay
             )
-            self.queue.release(ids, retry_at_ms=self._clock() + delay)
+            self.queue.release(ids, retry_at_ms=self._clock() + delay, error=str(exc))
             self.queue.record_flush(spreadsheet_id, label, error=str(exc))
             report.released += len(ids)
             return
         finally:
             self.queue.drop_lock(spreadsheet_id, self.owner)
+        held = held_events(mappings, touched, items, logged, flushed.blocked) if flushed.blocked else {}
         self.states.save(touched)
-        self.queue.finish(ids, "done")
-        self.queue.record_flush(spreadsheet_id, label)
-        self._failures.pop(spreadsheet_id, None)
+        self.queue.finish([i for i in ids if i not in held], "done")
+        if held:
+            self._hold(spreadsheet_id, label, held, held_message(flushed.blocked), report)
+        else:
+            self.queue.record_flush(spreadsheet_id, label)
+            self._failures.pop(spreadsheet_id, None)
         done_at = self._clock()
-        report.done += len(ids)
+        report.done += len(ids) - len(held)
         report.flushes += 1
         report.sheets_requests += flushed.requests
-        latencies = [done_at - stored.received_ms for stored, _ in items]
+        latencies = [done_at - stored.received_ms for stored, _ in items if stored.id not in held]
         report.latencies_ms.extend(latencies)
         for latency in latencies:
             metrics.WEBHOOK_TO_SHEET_SECONDS.observe(latency / 1000)
+
+    def _backoff(self, spreadsheet_id: str) -> int:
+        """Milliseconds to wait before retrying a spreadsheet: doubled each consecutive time, capped."""
+        self._failures[spreadsheet_id] += 1
+        return int(
+            min(
+                self.settings.backoff_ms * 2 ** (self._failures[spreadsheet_id] - 1),
+                self.settings.max_backoff_ms,
+            )
+        )
+
+    def _hold(
+        self, spreadsheet_id: str, label: str, held: Mapping[int, str], message: str, report: PassReport
+    ) -> None:
+        """Give back events whose worksheet was held back, each with its reason, after a back-off."""
+        delay = self._backoff(spreadsheet_id)
+        log.warning("spreadsheet %s: %d events wait %d ms: %s", spreadsheet_id, len(held), delay, message)
+        by_reason: dict[str, list[int]] = defaultdict(list)
+        for event_id, reason in held.items():
+            by_reason[reason].append(event_id)
+        for reason, ids in by_reason.items():
+            self.queue.release(ids, retry_at_ms=self._clock() + delay, error=reason)
+        self.queue.record_flush(spreadsheet_id, label, error=message)
+        report.released += len(held)
 
 
 def worksheet_batches(
@@ -258,10 +287,17 @@ class WorkerThread:
             if requeued:
                 log.info("company %d is mapped now: %d unrouted events queued again", company_id, requeued)
         worker = Worker(self._queue, self._states, self.writer, router, self.settings.worker)
-        self._thread = threading.Thread(target=worker.run, args=(self.stop_event,), name="sheets-worker")
+        self._thread = threading.Thread(
+            target=worker.run, args=(self.stop_event, self._save_budget), name="sheets-worker"
+        )
         self._thread.start()
         log.info("worker %s started", worker.owner)
         return worker
+
+    def _save_budget(self, report: PassReport) -> None:
+        """Keep the Sheets request budget where ``status`` can show it."""
+        if report.flushes or report.released:
+            save_budget(self.settings.data_dir, self.writer.budget(), time.time())
 
     def stop(self) -> None:
         """Let the pass in flight finish, then close the stores."""
