@@ -153,10 +153,12 @@ def cut_text(text: str, limit: int = MAX_CELL_CHARS) -> str:
     if len(text) <= limit // 2 or utf16_units(text) <= limit:
         return text
     budget = limit - utf16_units(CUT_MARKER)
-    end = budget
-    while (excess := utf16_units(text[:end]) - budget) > 0:
-        end -= excess  # each character dropped frees at least one code unit
-    return text[:end] + CUT_MARKER
+    units = 0
+    for end, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > budget:
+            return text[:end] + CUT_MARKER
+    return text  # not reached: the text is longer than the limit
 
 
 def cell_data(value: CellValue) -> dict[str, Any]:

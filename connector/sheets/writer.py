@@ -236,6 +236,7 @@ class SheetWriter:
         taken_ids: set[int] = set()
         # The title to name each worksheet by in ranges: as the sheet spells it, once known.
         names = {title: memory.sheet_title for title, memory in remembered.items()}
+        existing: dict[str, SheetProperties] | None = None
         if refresh:
             stats.refreshed = True
             existing = self._fetch_properties(spreadsheet_id, stats)
@@ -285,7 +286,7 @@ class SheetWriter:
                 plans.append(plan)
             else:
                 blocked[batch.title] = reason
-        self._check_cell_limit(spreadsheet_id, plans, snapshots, stats)
+        self._check_cell_limit(spreadsheet_id, plans, snapshots, existing, stats)
         written = self._write_plans(spreadsheet_id, plans, blocked, stats)
         with self._guard:
             self._remembered[spreadsheet_id] = {
@@ -302,18 +303,24 @@ class SheetWriter:
         spreadsheet_id: str,
         plans: Sequence[WorksheetPlan],
         snapshots: Mapping[str, SheetSnapshot],
+        existing: Mapping[str, SheetProperties] | None,
         stats: _Stats,
     ) -> None:
         """Refuse a flush that would grow the spreadsheet past Google's cell limit, before writing it.
 
-        The read shows only the flush's own worksheets; when they and the growth reach half the limit, the
-        grid sizes of every worksheet are fetched to count exactly.
+        ``existing`` is every worksheet when this cycle fetched the list. Otherwise the read showed only
+        the flush's own worksheets; when they and the growth reach half the limit, the grid sizes of every
+        worksheet are fetched to count exactly.
         """
         growth = sum(cell_growth(plan, snapshots.get(plan.title)) for plan in plans)
-        known = sum(snapshot.properties.cells for snapshot in snapshots.values())
-        if growth == 0 or known + growth <= MAX_SPREADSHEET_CELLS // 2:
+        if growth == 0:
             return
-        total = sum(p.cells for p in self._fetch_properties(spreadsheet_id, stats).values())
+        if existing is None:
+            known = sum(snapshot.properties.cells for snapshot in snapshots.values())
+            if known + growth <= MAX_SPREADSHEET_CELLS // 2:
+                return
+            existing = self._fetch_properties(spreadsheet_id, stats)
+        total = sum(p.cells for p in existing.values())
         if total + growth > MAX_SPREADSHEET_CELLS:
             raise PermanentSheetsError(spreadsheet_id, _cell_limit_message(total, growth))
 
