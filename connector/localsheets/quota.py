@@ -59,6 +59,7 @@ class QuotaState:
         self.settings = settings
         self.window = -1
         self.used = {}
+        self.refused = {}
 
     def admit(self, kind: str) -> bool:
         """Count one request of this kind; False (and not counted) when its quota is used up."""

@@ -14,6 +14,8 @@ import pytest
 from connector.localsheets.testing import LocalSheets
 from connector.sheets import (
     PermanentSheetsError,
+    RateLimitSettings,
+    RetrySettings,
     SheetsSettings,
     SheetWriter,
     TransientSheetsError,
@@ -253,3 +255,28 @@ def test_an_unreachable_token_endpoint_is_transient(
     with pytest.raises(TransientSheetsError) as caught:
         writer.flush(spreadsheet_id, [people(("1", {}))])
     assert "sign-in" in caught.value.cause
+
+
+# ---------------------------------------------------------------- 6. 429 without Retry-After
+
+
+def test_a_shared_quota_is_learnt_instead_of_retried_into(
+    server: LocalSheets, spreadsheet_id: str, make_writer: WriterFactory
+) -> None:
+    window = 0.4
+    writer = make_writer(
+        rate_limit=RateLimitSettings(reads_per_minute=1000, writes_per_minute=50, window_seconds=window),
+        retry=RetrySettings(max_attempts=50, max_seconds=60),
+    )
+    server.set_quota(writes_per_window=3, window_seconds=window)  # what other tools leave us
+    try:
+        for n in range(15):
+            writer.flush(spreadsheet_id, [people((str(n), {"name": "x"}))])
+        refused = server.quota()["refused"].get("write", 0)
+    finally:
+        server.set_quota()
+    [_, write] = writer.budget()
+    assert write.budget <= 2 * 3  # from 50: cut on each 429, grown back by one per window or so
+    assert write.throttled == refused
+    assert refused <= 5  # of 15 + refused writes: the budget is learnt, not hammered
+    assert len(server.sheet_values(spreadsheet_id, "People")) == 16
