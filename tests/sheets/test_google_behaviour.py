@@ -8,7 +8,9 @@ numbers kept as doubles, a missing key header, protected ranges, the 50,000-char
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from connector.localsheets.testing import LocalSheets
@@ -22,6 +24,7 @@ from connector.sheets import (
     connect,
 )
 from connector.sheets.plan import CUT_MARKER, MAX_CELL_CHARS
+from connector.sheets.snapshot import SheetSnapshot
 
 from .conftest import FAST_BUDGET, WriterFactory, write_service_account
 from .test_writer import HEADERS, people, rows_by_key, worksheet
@@ -280,3 +283,26 @@ def test_a_shared_quota_is_learnt_instead_of_retried_into(
     assert write.throttled == refused
     assert refused <= 5  # of 15 + refused writes: the budget is learnt, not hammered
     assert len(server.sheet_values(spreadsheet_id, "People")) == 16
+
+
+def test_a_protection_added_after_the_read_holds_back_only_its_tab(
+    server: LocalSheets, spreadsheet_id: str, make_writer: WriterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = make_writer()
+    writer.flush(spreadsheet_id, [people(("1", {"name": "Ann"})), people(("1", {}), title="Other")])
+    server.protect(spreadsheet_id, "People")
+    read = SheetWriter._read
+
+    def read_before_the_protection(self: SheetWriter, *args: Any) -> dict[str, SheetSnapshot]:
+        return {t: msgspec.structs.replace(s, locks=()) for t, s in read(self, *args).items()}
+
+    monkeypatch.setattr(SheetWriter, "_read", read_before_the_protection)
+    server.reset_counts()
+    report = writer.flush(spreadsheet_id, [people(("2", {"name": "Bo"})), people(("2", {}), title="Other")])
+    [blocked] = report.blocked
+    assert blocked.title == "People"
+    assert "Google refused the write" in blocked.reason
+    # The refused batch, then each worksheet on its own: Other written, People refused.
+    assert server.counts() == {"spreadsheets.get": 1, "spreadsheets.batchUpdate": 3}
+    assert server.sheet_values(spreadsheet_id, "Other")[1:] == [["1"], ["2"]]
+    assert server.sheet_values(spreadsheet_id, "People")[1:] == [["1", "Ann"]]
