@@ -5,6 +5,7 @@ The tree::
     ConnectorError
     ├── ConfigError            a configuration file is wrong; carries file, path and reason
     └── StoreError             the durable inbox could not take or give an event
+        └── StaleFence         a write carried a lock's fencing token that is no longer the newest
 
 Later layers (the Sheets writer, the worker) hang their own families under ``ConnectorError``.
 """
@@ -29,3 +30,8 @@ class ConfigError(ConnectorError):
 
 class StoreError(ConnectorError):
     """The inbox failed to store or read events."""
+
+
+class StaleFence(StoreError):
+    """A write under a spreadsheet lock was refused: the lock was taken by another holder since (this one
+    was paused or cut off past its lease), so what it computed may be older than what is stored."""

@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from connector.errors import ConfigError
-from connector.mapping import MappingSettings
 from connector.sheets.config import SheetsSettings
+from connector.sync.mapping import MappingSettings
 
 __all__ = [
     "BasicAuth",
@@ -71,6 +71,8 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     body_limit: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+    # How long a webhook waits for its commit before it is answered 503 (and /readyz with it).
+    commit_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 5_000
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed when checking an endpoint's allow_ips.
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
 
@@ -109,8 +111,12 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     # ...or when the oldest pending event has waited this long (milliseconds); in either case only once
     # the Sheets request budget lets the flush start (one read and one write every 1.2 s by default).
     max_delay_ms: PositiveInt = 500
-    # How long a claim holds its events before another worker may take them (milliseconds).
-    lease_ms: PositiveInt = 120_000
+    # The most events one flush takes (bounds the worker's memory); a flush takes what is pending up to
+    # this and about sheets.max_request_bytes of bodies.
+    max_batch_events: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 50_000
+    # How long a spreadsheet lock and a claim last unless renewed (milliseconds); a flush renews both
+    # every third of it, so a dead worker's are taken over this long after it stopped renewing.
+    lease_ms: Annotated[int, msgspec.Meta(ge=1_000)] = 10_000
     # How often an idle worker looks for work (milliseconds).
     poll_ms: PositiveInt = 100
     # Back-off after a transient failure of a spreadsheet: doubled each time, up to the maximum.
@@ -131,7 +137,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
 
     endpoints: Annotated[list[EndpointSettings], msgspec.Meta(min_length=1)]
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
-    mapping: MappingSettings = msgspec.field(default_factory=MappingSettings)  # see connector.mapping
+    mapping: MappingSettings = msgspec.field(default_factory=MappingSettings)  # see connector.sync.mapping
     sheets: SheetsSettings = msgspec.field(default_factory=SheetsSettings)  # see connector.sheets.config
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     local_sheets: LocalSheetsSettings = msgspec.field(default_factory=LocalSheetsSettings)

@@ -29,12 +29,12 @@ import click
 from loadgen import customer_event
 
 from connector.events import decode_body, subject_of
-from connector.inbox import InboxRecord
-from connector.inbox_queue import open_queue
 from connector.localsheets.testing import local_sheets_process
-from connector.settings import load_settings
-from connector.sqlite_inbox import SqliteInbox
-from connector.worker import WorkerThread
+from connector.settings import Settings, load_settings
+from connector.store import open_work_store
+from connector.store.records import InboxRecord
+from connector.store.sqlite_intake import SqliteInbox
+from connector.sync.worker import WorkerThread
 
 TOKEN = "bench-quota-token-0123456789abcdef"
 SPREADSHEET = "bench-quota"
@@ -95,13 +95,13 @@ async def stream(data_dir: Path, bodies: list[bytes], window: float, windows: in
     return time.perf_counter() - started
 
 
-def left(data_dir: Path) -> int:
+def left(settings: Settings) -> int:
     """Events not yet done (pending or failed)."""
-    queue = open_queue(data_dir)
+    store = open_work_store(settings)
     try:
-        return sum(row.count for row in queue.counts() if row.status in ("pending", "failed"))
+        return sum(row.count for row in store.counts() if row.status in ("pending", "failed"))
     finally:
-        queue.close()
+        store.close()
 
 
 @click.command()
@@ -126,10 +126,10 @@ def main(events: int, reads: int, writes: int, window: float, stream_windows: in
         started = time.perf_counter()
         streamed = asyncio.run(stream(settings.data_dir, bodies, window, stream_windows))
         deadline = started + window * (stream_windows + 200)
-        while left(settings.data_dir) and time.perf_counter() < deadline:
+        while left(settings) and time.perf_counter() < deadline:
             time.sleep(window / 10)
         converged = time.perf_counter() - started
-        remaining = left(settings.data_dir)
+        remaining = left(settings)
         thread.stop()
         counts = sheets.counts()
         refused = sheets.quota()["refused"]

@@ -1,6 +1,6 @@
 """``doopage-sheets backfill``: import history and CSV exports, and write them to the sheets.
 
-The work is in :mod:`connector.backfill`; this module reads the options and files, shows the progress
+The work is in :mod:`connector.sync.backfill`; this module reads the options and files, shows the progress
 and prints the summary.
 """
 
@@ -16,7 +16,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from connector.backfill import (
+from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
+from connector.errors import StoreError
+from connector.settings import Settings
+from connector.sync.backfill import (
     CUSTOMER_FIELDS,
     MAX_ROWS_PER_WRITE,
     ORDER_FIELDS,
@@ -36,9 +39,6 @@ from connector.backfill import (
     read_jsonl,
     write_backfill,
 )
-from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
-from connector.errors import StoreError
-from connector.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -317,7 +317,7 @@ def _company(settings: Settings, company_id: int | None) -> int:
     """The company the CSV rows belong to: the option, or the mapping's only company."""
     if company_id is not None:
         return company_id
-    from connector.mapping import load_mapping
+    from connector.sync.mapping import load_mapping
 
     with exit_on_config_error():
         mapping = load_mapping(settings)
@@ -379,7 +379,7 @@ def _import_and_write(
 
 def _write(settings: Settings, rows_per_write: int) -> WriteTotals:
     """Write every backfill event, with a progress bar of rows."""
-    from connector.mapping import load_mapping
+    from connector.sync.mapping import load_mapping
 
     with exit_on_config_error():
         mapping = load_mapping(settings)

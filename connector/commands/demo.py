@@ -21,13 +21,13 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.commands.common import config_option, exit_on_config_error, load_or_exit, setup_logging
-from connector.inbox_queue import open_queue
 from connector.localsheets.testing import LocalSheets
-from connector.mapping import load_mapping
 from connector.samples import sample_bodies
 from connector.settings import Settings
+from connector.sheets.backend import sheets_backend
 from connector.sheets.config import SheetsSettings
-from connector.sheets_backend import sheets_backend
+from connector.store import open_work_store
+from connector.sync.mapping import load_mapping
 from connector.threaded_server import free_port, serving
 
 WAIT_SECONDS = 30.0
@@ -50,7 +50,7 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
 @contextmanager
 def _service(settings: Settings) -> Iterator[str]:
     """The web service (and its worker) in a thread for the block; yields its base URL."""
-    from connector.app import create_app
+    from connector.intake.app import create_app
 
     app = create_app(settings)
     config = uvicorn.Config(
@@ -72,7 +72,7 @@ def _service(settings: Settings) -> Iterator[str]:
 
 
 def _wait_until_written(settings: Settings) -> None:
-    queue = open_queue(settings.data_dir)
+    queue = open_work_store(settings)
     try:
         deadline = time.monotonic() + WAIT_SECONDS
         while queue.lag():

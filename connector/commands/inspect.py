@@ -12,12 +12,13 @@ from rich.table import Table
 
 from connector.commands.common import config_option, format_ms, load_or_exit
 from connector.errors import ConfigError
-from connector.inbox import STATUSES, inbox_path, now_ms
-from connector.inbox_queue import open_queue
 from connector.settings import Settings
+from connector.store import open_work_store
+from connector.store.records import STATUSES, now_ms
+from connector.store.sqlite_schema import inbox_path
 
 if TYPE_CHECKING:
-    from connector.mapping import SheetMapping
+    from connector.sync.mapping import SheetMapping
 
 
 @click.command()
@@ -29,7 +30,7 @@ def status(config_path: Path) -> None:
     if not path.exists():
         click.echo(f"no inbox yet at {path}: no event has been received")
         return
-    queue = open_queue(settings.data_dir)
+    queue = open_work_store(settings)
     try:
         counts, lag, flushes = queue.counts(), queue.lag(), queue.flushes()
     finally:
@@ -111,7 +112,7 @@ def check_config(config_path: Path, online: bool) -> None:
     Exits 2 on a configuration mistake (naming the file, the path in it and the reason), and with
     --online exits 1 when a spreadsheet cannot be opened.
     """
-    from connector.mapping import describe_mapping, load_mapping
+    from connector.sync.mapping import describe_mapping, load_mapping
 
     settings = load_or_exit(config_path)
     try:
@@ -131,9 +132,9 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
     import requests
     from google.auth.exceptions import RefreshError, TransportError
 
-    from connector.routing import Router
     from connector.sheets import connect as connect_sheets
     from connector.sheets.retry import classify_failure
+    from connector.sync.routing import Router
 
     try:
         connection = connect_sheets(settings.sheets, source=settings.source)

@@ -22,9 +22,10 @@ from connector.commands.common import (
     load_or_exit,
     setup_logging,
 )
-from connector.inbox_queue import FailedEvent, open_queue
 from connector.samples import sample_bodies
-from connector.sheets_backend import sheets_backend
+from connector.sheets.backend import sheets_backend
+from connector.store import open_work_store
+from connector.store.records import FailedEvent
 
 
 @click.group()
@@ -40,7 +41,7 @@ def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
     """List parked events with the error that parked them, oldest first; then the events that wait to be
     retried by themselves (a worksheet held back, Google unreachable) with the reason."""
     settings = load_or_exit(config_path)
-    queue = open_queue(settings.data_dir)
+    queue = open_work_store(settings)
     try:
         events = queue.failed(company_id, limit)
         waiting = queue.failed(company_id, limit, waiting=True)
@@ -77,7 +78,7 @@ def _events_table(title: str, events: list[FailedEvent]) -> Table:
 def failed_retry(config_path: Path, company_id: int | None) -> None:
     """Queue parked events again (after fixing the cause); the worker picks them up."""
     settings = load_or_exit(config_path)
-    queue = open_queue(settings.data_dir)
+    queue = open_work_store(settings)
     try:
         count = queue.requeue("failed", company_id)
     finally:
@@ -96,11 +97,12 @@ def failed_retry(config_path: Path, company_id: int | None) -> None:
 )
 def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> None:
     """Rebuild a company's rows from its stored events and write them all again (idempotent)."""
-    from connector.mapping import load_mapping
-    from connector.replay import company_or_error, replay_company
+    from connector.errors import StoreError
     from connector.sheets.errors import SheetsError
     from connector.sheets.writer import SheetWriter
-    from connector.state_store import StateStore
+    from connector.sync.hold import LockLost
+    from connector.sync.mapping import load_mapping
+    from connector.sync.replay import ReplayBusyError, company_or_error, replay_company
 
     settings = load_or_exit(config_path)
     setup_logging(settings, "warning")
@@ -110,8 +112,7 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
         mapping = load_mapping(settings)
         company = company_or_error(mapping, company_id)
         writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
-    queue = open_queue(settings.data_dir)
-    states = StateStore.open(settings.data_dir)
+    store = open_work_store(settings)
     target = spreadsheet_id or company.spreadsheet_id
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
@@ -119,18 +120,17 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
             task = progress.add_task(f"rows to {target}", total=None)
             report = replay_company(
                 company,
-                queue,
-                states,
+                store,
                 writer,
                 spreadsheet_id=spreadsheet_id,
+                lease_ms=settings.worker.lease_ms,
                 progress=lambda rows: progress.advance(task, rows),
             )
-    except SheetsError as exc:
+    except (SheetsError, ReplayBusyError, LockLost, StoreError) as exc:
         click.echo(f"replay stopped: {exc}", err=True)
         sys.exit(1)
     finally:
-        queue.close()
-        states.close()
+        store.close()
     click.echo(
         f"company {company_id}: {report.events} events folded into {report.entities} customers and orders; "
         f"{report.rows_written} rows written to {target} in {report.requests} Sheets requests"

@@ -141,7 +141,8 @@ class _Outcome(msgspec.Struct, frozen=True):
 class _Stats:
     """Mutable request counts of one flush."""
 
-    def __init__(self) -> None:
+    def __init__(self, before_write: Callable[[], None] | None = None) -> None:
+        self.before_write = before_write
         self.reads = 0
         self.writes = 0
         self.attempts = 0
@@ -192,15 +193,23 @@ class SheetWriter:
         with self._guard:
             self._remembered.pop(spreadsheet_id, None)
 
-    def flush(self, spreadsheet_id: str, batches: Sequence[WorksheetBatch]) -> FlushReport:
+    def flush(
+        self,
+        spreadsheet_id: str,
+        batches: Sequence[WorksheetBatch],
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> FlushReport:
         """Apply every batch to its worksheet in one read and one write; retried as a whole on failure.
 
+        ``before_write`` is called right before each write request; whatever it raises stops the flush
+        there (the worker checks that it still holds the spreadsheet's lock).
         Raises PermanentSheetsError at once on 400/403/404, TransientSheetsError when retries run out.
         """
         titles = [batch.title for batch in batches]
         if len({title_key(title) for title in titles}) != len(titles):
             raise ValueError(f"a flush names a worksheet twice (titles are compared without case): {titles}")
-        stats = _Stats()
+        stats = _Stats(before_write)
         if not batches:
             return self._report(spreadsheet_id, _Outcome([], {}), stats)
         with self._lock_for(spreadsheet_id):
@@ -464,6 +473,8 @@ class SheetWriter:
         stats.waited += waited
         if waited:
             metrics.RATE_LIMIT_WAIT_SECONDS.labels(kind).inc(waited)
+        if kind == "write" and stats.before_write is not None:
+            stats.before_write()  # after any wait for the budget, as close to the request as can be
         if kind == "read":
             stats.reads += 1
         else:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.backfill import (
+from connector.store.sqlite_schema import connect, count_events, inbox_path
+from connector.sync.backfill import (
     CsvOptions,
     import_records,
     parse_column_map,
@@ -17,8 +18,7 @@ from connector.backfill import (
     read_csv,
     write_backfill,
 )
-from connector.inbox import connect, count_events, inbox_path
-from connector.mapping import load_mapping
+from connector.sync.mapping import load_mapping
 from tests.backfill.conftest import Backfill
 
 AS_OF = "2024-01-01T00:00:00Z"  # 1704067200 s
@@ -287,7 +287,7 @@ def test_a_claim_cut_short_is_given_back_at_once(backfill: Backfill) -> None:
         import_records(settings.data_dir, read_csv(stream, options).records)
 
     class Interrupting:
-        def flush(self, *_: object) -> object:
+        def flush(self, *_: object, **__: object) -> object:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from connector.backfill import (
+from connector.events import decode_body
+from connector.sync.backfill import (
     BACKFILL_STATUS,
     CSV_ENDPOINT,
     JSONL_ENDPOINT,
@@ -24,7 +25,6 @@ from connector.backfill import (
     read_jsonl,
     split_list,
 )
-from connector.events import decode_body
 
 AS_OF = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 

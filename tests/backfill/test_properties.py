@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.backfill import split_list
 from connector.cli import main
 from connector.localsheets.testing import LocalSheets
+from connector.sync.backfill import split_list
 from tests.backfill.conftest import write_settings
 
 # Cell text as people type it: any printable text, commas, quotes, line breaks and formula look-alikes.

@@ -26,11 +26,11 @@ from typing import Any
 import httpx
 
 from connector.events import CUSTOMER_EVENT_TYPES, ORDER_EVENT_TYPES, UnknownEvent, decode_body
-from connector.inbox import inbox_path
 from connector.localsheets.testing import LocalSheets
-from connector.mapping import load_mapping, rows_for
 from connector.settings import Settings, load_settings
-from connector.state import EntityState, Envelope, fold_batch
+from connector.store.sqlite_schema import inbox_path
+from connector.sync.mapping import load_mapping, rows_for
+from connector.sync.state import EntityState, Envelope, fold_batch
 
 TOKEN = "e2e-test-token-0123456789abcdef"
 PATH = f"/webhooks/doopage/{TOKEN}"
@@ -71,7 +71,7 @@ rate_limit = {{ reads_per_minute = 100000, writes_per_minute = 100000, window_se
 [worker]
 max_delay_ms = 20
 poll_ms = 10
-# A killed worker's claims must come back within the test, not after the default two minutes.
+# Shorter than the default (10 s), so that what a killed process held comes back quickly in the tests.
 lease_ms = 3000
 backoff_ms = 20
 max_backoff_ms = 200

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from connector.app import create_app
+from connector.intake.app import create_app
 from connector.settings import load_settings
 from connector.threaded_server import serving
 

@@ -7,7 +7,7 @@ import ipaddress
 import httpx
 import pytest
 
-from connector.access import client_address
+from connector.intake.access import client_address
 from connector.samples import sample_bodies
 from tests.security.conftest import KEY, PASSWORD, TOKEN, settings_text
 

@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from connector.app import create_app
+from connector.intake.app import create_app
 from connector.settings import parse_settings
 from tests.security.conftest import TOKEN, settings_text
 

@@ -9,9 +9,9 @@ import msgspec
 import pytest
 
 from connector.events import UnknownEvent, decode_body
-from connector.mapping import SheetMapping, parse_mapping
 from connector.samples import sample_bodies
-from connector.state import Envelope
+from connector.sync.mapping import SheetMapping, parse_mapping
+from connector.sync.state import Envelope
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_MAPPING = REPO / "config" / "mapping.example.toml"

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.events import CUSTOMER_EVENT_TYPES
-from connector.mapping import Cell, SheetMapping, parse_mapping, rows_for
-from connector.state import EntityKey, EntityState, Envelope, decode_state, encode_state, fold_batch
+from connector.sync.mapping import Cell, SheetMapping, parse_mapping, rows_for
+from connector.sync.state import EntityKey, EntityState, Envelope, decode_state, encode_state, fold_batch
 
 from .conftest import EXAMPLE_MAPPING, envelope
 

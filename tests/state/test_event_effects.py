@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from connector.mapping import Cell, SheetMapping, WorksheetMapping, rows_for
-from connector.state import EntityState, Envelope, fold_batch
+from connector.sync.mapping import Cell, SheetMapping, WorksheetMapping, rows_for
+from connector.sync.state import EntityState, Envelope, fold_batch
 
 from .conftest import envelope, sample
 

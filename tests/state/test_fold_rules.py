@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from connector.state import (
+from connector.sync.state import (
     CustomerState,
     EntityKey,
     Envelope,

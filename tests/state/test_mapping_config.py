@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from connector.errors import ConfigError
-from connector.mapping import SheetMapping, describe_sources, load_mapping, parse_mapping
-from connector.routing import Router
 from connector.settings import load_settings
+from connector.sync.mapping import SheetMapping, describe_sources, load_mapping, parse_mapping
+from connector.sync.routing import Router
 
 from .conftest import EXAMPLE_MAPPING
 

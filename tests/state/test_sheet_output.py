@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from connector.localsheets.testing import LocalSheets, local_sheets_thread
-from connector.mapping import SheetMapping, rows_for
 from connector.sheets import RateLimitSettings, SheetsSettings, SheetWriter, WorksheetBatch, connect
-from connector.state import Envelope, fold_batch
+from connector.sync.mapping import SheetMapping, rows_for
+from connector.sync.state import Envelope, fold_batch
 
 from .conftest import sample
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from connector.app import create_app
+from connector.intake.app import create_app
 from connector.settings import Settings, load_settings
 
 TOKEN = "test-token-0123456789abcdef"

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from connector.events import decode_body
-from connector.inbox import inbox_path
+from connector.store.sqlite_schema import inbox_path
 from connector.threaded_server import free_port
 from tests.e2e.harness import Service
 from tests.webhook.conftest import JSON, URL, write_config

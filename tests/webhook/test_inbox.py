@@ -8,8 +8,9 @@ import sqlite3
 import pytest
 
 from connector.errors import StoreError
-from connector.inbox import InboxRecord, inbox_path
-from connector.sqlite_inbox import SqliteInbox
+from connector.store.records import InboxRecord
+from connector.store.sqlite_intake import SqliteInbox
+from connector.store.sqlite_schema import inbox_path
 from tests.webhook.conftest import JSON, URL
 
 

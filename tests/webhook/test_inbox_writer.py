@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector import sqlite_inbox
 from connector.errors import StoreError
-from connector.inbox import inbox_path
-from connector.inbox_writer import Committed, FrameReader, WriteBatch, frame
-from connector.sqlite_inbox import SqliteInbox
+from connector.store import sqlite_intake as sqlite_inbox
+from connector.store.sqlite_intake import SqliteInbox
+from connector.store.sqlite_schema import inbox_path
+from connector.store.sqlite_writer import Committed, FrameReader, WriteBatch, frame
 from tests.webhook.conftest import JSON, URL
 from tests.webhook.test_inbox import record
 

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from connector import events as ev
-from connector.inbox import inbox_path
+from connector.store.sqlite_schema import inbox_path
 from tests.webhook.conftest import JSON, URL
 
 

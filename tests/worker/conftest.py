@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from connector.inbox_queue import InboxQueue, open_queue
 from connector.localsheets.testing import LocalSheets
-from connector.routing import Router
 from connector.settings import Settings, load_settings
 from connector.sheets.writer import SheetWriter
-from connector.state_store import StateStore
-from connector.worker import Worker
+from connector.store import open_work_store
+from connector.store.protocols import WorkStore
+from connector.sync.routing import Router
+from connector.sync.worker import Worker
 from tests import settings_files
 
 TOKEN = "worker-test-token-0123456789"
@@ -31,8 +31,7 @@ class Connector:
 
     settings: Settings
     spreadsheet_id: str
-    queue: InboxQueue
-    states: StateStore
+    store: WorkStore
     worker: Worker
     sheets: LocalSheets
 
@@ -48,16 +47,14 @@ class Connector:
 
 @pytest.fixture
 def connector(tmp_path: Path, local_sheets: LocalSheets) -> Iterator[Connector]:
-    """A worker (not running) with its queue, state store and writer, and an empty spreadsheet."""
+    """A worker (not running) with its store and writer, and an empty spreadsheet."""
     spreadsheet_id = local_sheets.new_spreadsheet()
     settings = load_settings(write_settings(tmp_path, local_sheets.url, spreadsheet_id))
-    from connector.mapping import load_mapping
+    from connector.sync.mapping import load_mapping
 
-    queue = open_queue(settings.data_dir)
-    states = StateStore.open(settings.data_dir)
+    store = open_work_store(settings)
     writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
     router = Router.from_mapping(load_mapping(settings))
-    worker = Worker(queue, states, writer, router, settings.worker)
-    yield Connector(settings, spreadsheet_id, queue, states, worker, local_sheets)
-    queue.close()
-    states.close()
+    worker = Worker(store, writer, router, settings.worker)
+    yield Connector(settings, spreadsheet_id, store, worker, local_sheets)
+    store.close()

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from connector.budget_file import load_budget, save_budget
-from connector.inbox_queue import open_queue
 from connector.localsheets.testing import LocalSheets
-from connector.mapping import load_mapping
-from connector.routing import Router
 from connector.settings import Settings, load_settings
 from connector.sheets import SheetsSettings, connect
 from connector.sheets.writer import SheetWriter
-from connector.state_store import StateStore
-from connector.worker import Worker
+from connector.store import open_work_store
+from connector.sync.mapping import load_mapping
+from connector.sync.routing import Router
+from connector.sync.worker import Worker
 from tests import settings_files
 from tests.sheets.conftest import write_service_account
 from tests.worker.conftest import TOKEN, Connector
@@ -38,13 +37,11 @@ def quick(tmp_path: Path, local_sheets: LocalSheets) -> Iterator[Connector]:
 
 
 def _opened(settings: Settings, spreadsheet_id: str, sheets: LocalSheets) -> Iterator[Connector]:
-    queue = open_queue(settings.data_dir)
-    states = StateStore.open(settings.data_dir)
+    store = open_work_store(settings)
     writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
-    worker = Worker(queue, states, writer, Router.from_mapping(load_mapping(settings)), settings.worker)
-    yield Connector(settings, spreadsheet_id, queue, states, worker, sheets)
-    queue.close()
-    states.close()
+    worker = Worker(store, writer, Router.from_mapping(load_mapping(settings)), settings.worker)
+    yield Connector(settings, spreadsheet_id, store, worker, sheets)
+    store.close()
 
 
 def set_header(connector: Connector, title: str, old: str, new: str) -> None:
@@ -66,7 +63,7 @@ def test_a_renamed_key_header_makes_its_events_wait_and_they_resume_when_it_is_b
     quick.worker.run_once()
     set_header(quick, "Customers", "Customer ID", "Mã KH")
     customers_before = quick.rows("Customers")
-    store(quick, [samples[name] for name in LATER], received_ms=1_800_000_000_000)
+    store(quick, [samples[name] for name in LATER], received_ms=1_700_000_100_000)
 
     report = quick.worker.run_once()
     assert (report.done, report.released, report.failed) == (2, CUSTOMER_EVENTS, 0)
@@ -87,17 +84,17 @@ def test_a_renamed_key_header_makes_its_events_wait_and_they_resume_when_it_is_b
     assert list(quick.records("Customers")) == ["1"]
     assert quick.records("Customers")["1"]["Status"] == "closed"
     assert "Waiting events" not in run(quick, "failed", "list").output
-    assert quick.queue.lag() == []
+    assert quick.store.lag() == []
 
 
 def test_a_protected_tab_makes_only_its_events_wait(quick, samples):
     store(quick, [samples["customer_created"], samples["order_created"]])
     quick.worker.run_once()
     protection = quick.sheets.protect(quick.spreadsheet_id, "Orders")
-    store(quick, [samples["order_updated"], samples["customer_updated"]], received_ms=1_800_000_000_000)
+    store(quick, [samples["order_updated"], samples["customer_updated"]], received_ms=1_700_000_100_000)
     report = quick.worker.run_once()
     assert (report.done, report.released) == (1, 1)
-    [waiting] = quick.queue.failed(waiting=True)
+    [waiting] = quick.store.failed(waiting=True)
     assert waiting.event_type == "order_updated"
     assert "'Orders' is protected" in waiting.error
     quick.sheets.unprotect(quick.spreadsheet_id, protection)
@@ -119,7 +116,7 @@ def test_a_refused_sign_in_parks_the_events_with_what_to_check(tmp_path, local_s
         store(connector, [samples["customer_created"]])
         report = connector.worker.run_once()  # no exception escapes the pass
         assert report.failed == 1
-        [failed] = connector.queue.failed()
+        [failed] = connector.store.failed()
         assert "invalid_grant" in failed.error
         assert "clock" in failed.error
         online = run(connector, "check-config", "--online")

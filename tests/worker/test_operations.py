@@ -13,9 +13,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from connector.cli import main
-from connector.inbox import inbox_path
 from connector.settings import load_settings
-from connector.worker import WorkerThread
+from connector.store.sqlite_schema import inbox_path
+from connector.sync.worker import WorkerThread
 from tests.worker.test_worker import ORDER, store
 
 
@@ -111,11 +111,11 @@ def test_worker_process_stops_cleanly_on_sigterm_and_writes_what_it_claimed(conn
         text=True,
     )
     deadline = time.monotonic() + 30
-    while connector.queue.lag() and time.monotonic() < deadline:
+    while connector.store.lag() and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0, process.stderr.read() if process.stderr else ""
-    assert connector.queue.lag() == []
+    assert connector.store.lag() == []
     assert list(connector.records("Customers")) == ["1"]
 
 
@@ -138,7 +138,7 @@ def test_unrouted_events_are_written_once_their_company_is_mapped(connector, sam
     thread.start()
     try:
         deadline = time.monotonic() + 30
-        while connector.queue.lag() and time.monotonic() < deadline:
+        while connector.store.lag() and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         thread.stop()
@@ -159,8 +159,8 @@ def test_events_made_from_csv_rows_stay_out_of_the_events_log(connector, samples
     import asyncio
 
     from connector.events import decode_body, subject_of
-    from connector.inbox import CSV_IMPORT_ENDPOINT, InboxRecord
-    from connector.sqlite_inbox import SqliteInbox
+    from connector.store.records import CSV_IMPORT_ENDPOINT, InboxRecord
+    from connector.store.sqlite_intake import SqliteInbox
 
     decoded = decode_body(samples["customer_updated"])
     inbox = SqliteInbox.open(connector.settings.data_dir)

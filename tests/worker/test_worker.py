@@ -7,8 +7,9 @@ import json
 import sqlite3
 
 from connector.events import decode_body, subject_of
-from connector.inbox import InboxRecord, inbox_path
-from connector.sqlite_inbox import SqliteInbox
+from connector.store.records import InboxRecord
+from connector.store.sqlite_intake import SqliteInbox
+from connector.store.sqlite_schema import inbox_path
 
 
 def store(connector, bodies: list[bytes], received_ms: int = 1_700_000_000_000) -> None:
@@ -74,7 +75,7 @@ def test_the_eleven_samples_give_the_expected_rows(connector, samples):
 
     events = connector.rows("Events")
     assert len(events) == 1 + 11
-    assert connector.queue.lag() == []
+    assert connector.store.lag() == []
 
 
 def test_a_second_pass_over_the_same_events_changes_nothing(connector, samples):
@@ -98,7 +99,7 @@ def test_unmapped_company_is_kept_as_unrouted(connector, samples):
     store(connector, [json.dumps(other).encode()])
     report = connector.worker.run_once()
     assert report.unrouted == 1
-    assert connector.queue.requeue("unrouted", company_id=42) == 1
+    assert connector.store.requeue("unrouted", company_id=42) == 1
 
 
 def test_a_missing_spreadsheet_parks_the_events_as_failed(connector, samples):
@@ -106,7 +107,7 @@ def test_a_missing_spreadsheet_parks_the_events_as_failed(connector, samples):
     store(connector, [samples["customer_created"]])
     report = connector.worker.run_once()
     assert report.failed == 1
-    [failed] = connector.queue.failed()
+    [failed] = connector.store.failed()
     assert "404" in failed.error or "not found" in failed.error.lower()
 
 
@@ -115,7 +116,7 @@ def test_a_flush_waits_for_the_request_budget_before_claiming(connector, samples
     from connector.sheets.config import RateLimitSettings
     from connector.sheets.ratelimit import RateLimiter
     from connector.sheets.writer import SheetWriter
-    from connector.worker import Worker
+    from connector.sync.worker import Worker
 
     class Clock:
         now = 1000.0
@@ -131,14 +132,12 @@ def test_a_flush_waits_for_the_request_budget_before_claiming(connector, samples
     limiter = RateLimiter(budget, clock=clock, sleep=clock.sleep)
     sheets = connector.settings.sheets
     writer = SheetWriter(connect(sheets, environ={}), sheets, limiter=limiter)
-    worker = Worker(
-        connector.queue, connector.states, writer, connector.worker.router, connector.settings.worker
-    )
+    worker = Worker(connector.store, writer, connector.worker.router, connector.settings.worker)
     store(connector, [samples["customer_created"]])
     assert worker.due()
     worker.run_once()  # the first flush into a new spreadsheet reads twice (to create the worksheets)
     store(connector, [samples["order_created"]], received_ms=1_700_000_100_000)
-    assert not worker.due()  # an event is waiting, but the flush would have to wait for the budget
-    clock.now += 30  # a budget of 2 per minute: one request every 30 s
     assert worker.due()
+    assert worker.run_once().claimed == 0  # an event is waiting, but the flush would wait for the budget
+    clock.now += 30  # a budget of 2 per minute: one request every 30 s
     assert worker.run_once().done == 1

@@ -15,14 +15,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from connector.errors import ConfigError, ConnectorError
-from connector.inbox import CSV_IMPORT_ENDPOINT
-from connector.inbox_queue import InboxQueue, StoredEvent
-from connector.mapping import CompanyMapping, SheetMapping
 from connector.sheets.plan import WorksheetBatch
 from connector.sheets.writer import SheetWriter
-from connector.state import EntityKey, EntityState, Envelope, fold_batch
-from connector.state_store import StateStore
-from connector.worker import envelope_of, worksheet_batches
+from connector.store.owners import owner_id
+from connector.store.protocols import WorkStore
+from connector.store.records import CSV_IMPORT_ENDPOINT, StoredEvent
+from connector.sync.hold import Hold
+from connector.sync.mapping import CompanyMapping, SheetMapping
+from connector.sync.state import EntityKey, EntityState, Envelope, fold_batch
+from connector.sync.worker import envelope_of, worksheet_batches
 
 __all__ = ["ReplayBusyError", "ReplayReport", "company_or_error", "envelopes_of", "replay_company"]
 
@@ -56,38 +57,52 @@ def envelopes_of(stored: Iterable[StoredEvent]) -> list[Envelope]:
 
 def replay_company(
     company: CompanyMapping,
-    queue: InboxQueue,
-    states: StateStore,
+    store: WorkStore,
     writer: SheetWriter,
     *,
     spreadsheet_id: str | None = None,
-    owner: str = "replay",
+    lease_ms: int = 10_000,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayReport:
     """Fold every stored event of the company afresh, save the states, and write all their rows.
 
-    ``spreadsheet_id`` sends the rows to another spreadsheet than the mapping's. ``progress`` is told how
-    many more rows were written after each flush.
+    All of it under the lock of the company's spreadsheet (and of ``spreadsheet_id``, which sends the rows
+    to another spreadsheet than the mapping's), the one workers take, so no flush runs meanwhile; the
+    states are saved fenced, like a flush's. ``progress`` is told how many more rows were written after
+    each write.
     """
-    if spreadsheet_id is not None:
-        company = dataclasses.replace(company, spreadsheet_id=spreadsheet_id)
+    owner = owner_id("replay")
+    target = (
+        company if spreadsheet_id is None else dataclasses.replace(company, spreadsheet_id=spreadsheet_id)
+    )
     report = ReplayReport()
-    rebuilt: dict[EntityKey, EntityState] = {}
-    for batch in queue.events_of(company.company_id):
-        envelopes = envelopes_of(batch)
-        report.events += len(envelopes)
-        rebuilt.update(fold_batch(rebuilt, envelopes))
-    report.entities = len(rebuilt)
-    states.save(rebuilt)
+    with contextlib.ExitStack() as held:
+        hold = held.enter_context(_spreadsheet_lock(store, company.spreadsheet_id, owner, lease_ms))
+        checks = [hold.check]
+        if target.spreadsheet_id != company.spreadsheet_id:
+            checks.append(
+                held.enter_context(_spreadsheet_lock(store, target.spreadsheet_id, owner, lease_ms)).check
+            )
 
-    entity_states = list(rebuilt.values())
-    with _spreadsheet_lock(queue, company.spreadsheet_id, owner):
+        def still_held() -> None:
+            for check in checks:
+                check()
+
+        rebuilt: dict[EntityKey, EntityState] = {}
+        for batch in store.events_of(company.company_id):
+            envelopes = envelopes_of(batch)
+            report.events += len(envelopes)
+            rebuilt.update(fold_batch(rebuilt, envelopes))
+        report.entities = len(rebuilt)
+        store.commit_flush(hold.fence, rebuilt, [], str(company.company_id))
+
+        entity_states = list(rebuilt.values())
         for start in range(0, len(entity_states), CHUNK):
             chunk = {s.key: s for s in entity_states[start : start + CHUNK]}
-            _write(writer, company, worksheet_batches([company], chunk, []), report, progress)
-        for batch in queue.events_of(company.company_id, batch=CHUNK):
+            _write(writer, target, worksheet_batches([target], chunk, []), report, progress, still_held)
+        for batch in store.events_of(company.company_id, batch=CHUNK):
             logged = envelopes_of(e for e in batch if e.endpoint != CSV_IMPORT_ENDPOINT)
-            _write(writer, company, worksheet_batches([company], {}, logged), report, progress)
+            _write(writer, target, worksheet_batches([target], {}, logged), report, progress, still_held)
     return report
 
 
@@ -97,10 +112,11 @@ def _write(
     batches: Sequence[WorksheetBatch],
     report: ReplayReport,
     progress: Callable[[int], None] | None,
+    still_held: Callable[[], None],
 ) -> None:
     if not batches:
         return
-    flushed = writer.flush(company.spreadsheet_id, batches)
+    flushed = writer.flush(company.spreadsheet_id, batches, before_write=still_held)
     rows = flushed.rows_updated + flushed.rows_appended
     report.rows_written += rows
     report.requests += flushed.requests
@@ -109,18 +125,18 @@ def _write(
 
 
 @contextlib.contextmanager
-def _spreadsheet_lock(queue: InboxQueue, spreadsheet_id: str, owner: str) -> Iterator[None]:
-    """Hold the spreadsheet's lock (the one workers take) for the length of the replay."""
+def _spreadsheet_lock(store: WorkStore, spreadsheet_id: str, owner: str, lease_ms: int) -> Iterator[Hold]:
+    """Hold a spreadsheet's lock (the one workers take), renewed, for the length of the replay."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    # A long lease: a replay of a big company takes a while; the lock is dropped at the end anyway.
-    while not queue.take_lock(spreadsheet_id, owner, ttl_ms=3_600_000):
+    while (fence := store.take_lock(spreadsheet_id, owner, lease_ms)) is None:
         if time.monotonic() > deadline:
             raise ReplayBusyError(f"spreadsheet {spreadsheet_id} is being flushed by another process")
         time.sleep(0.2)
     try:
-        yield
+        with Hold(store, fence, lease_ms) as hold:
+            yield hold
     finally:
-        queue.drop_lock(spreadsheet_id, owner)
+        store.drop_lock(fence)
 
 
 def company_or_error(mapping: SheetMapping, company_id: int) -> CompanyMapping:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from connector.mapping import CompanyMapping, SheetMapping
+from connector.sync.mapping import CompanyMapping, SheetMapping
 
 __all__ = ["Router"]
 

@@ -1,6 +1,6 @@
 """The inbox writer: a process of its own that inserts webhook records into SQLite, committing in groups.
 
-The web service (:class:`connector.sqlite_inbox.SqliteInbox`) talks to it over a socket pair in
+The web service (:class:`connector.store.sqlite_intake.SqliteInbox`) talks to it over a socket pair in
 length-prefixed msgpack frames: a :class:`WriteBatch` out, a :class:`Committed` back once the batch is on
 disk. Whatever batches have arrived while one commit runs go into the next transaction together (group
 commit), so one fsync answers many requests. Being a separate process, its SQLite work runs beside the
@@ -9,7 +9,7 @@ event loop instead of taking turns with it for the interpreter lock.
 It stops when the service closes its end of the socket (or dies): what it has read by then is committed
 first. It ignores SIGINT and SIGTERM, which are the service's to handle.
 
-    python -m connector.inbox_writer --fd N PATH
+    python -m connector.store.sqlite_writer --fd N PATH
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from typing import Final, Generic, TypeVar
 
 import msgspec
 
-from connector.inbox import InboxRecord, connect, transaction
+from connector.store.records import InboxRecord, now_ms
+from connector.store.sqlite_schema import connect, transaction
 
 __all__ = ["Committed", "FrameReader", "WriteBatch", "frame", "insert_all", "main"]
 
-log = logging.getLogger("connector.inbox_writer")
+log = logging.getLogger("connector.store.sqlite_writer")
 
 # How much one read takes from the socket; bounds the size of one group (about 1,500 typical bodies).
 READ_SIZE: Final = 1 << 20
@@ -111,6 +112,10 @@ def _insert_sql(rows: int) -> str:
 # SQLite binds at most 32,766 parameters per statement; 11 per row.
 _ROWS_PER_INSERT: Final = 2_000
 
+PROBE: Final = (
+    "INSERT INTO probe (id, at_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms"
+)
+
 NEW_KEYS: Final = "SELECT dedup_key FROM events WHERE id > ? AND id <= ?"
 
 LATEST_UNTIMED: Final = """
@@ -131,6 +136,9 @@ def insert_all(conn: sqlite3.Connection, records: list[InboxRecord]) -> list[boo
         keys = [record.content_key for record in records]
         return _first_of_each(keys, _insert_rows(conn, list(zip(records, keys, strict=True))))
     with transaction(conn):
+        if not records:
+            conn.execute(PROBE, (now_ms(),))
+            return []
         return _insert_with_repeats(conn, records)
 
 
@@ -245,7 +253,7 @@ def checkpoint_until(stopped: threading.Event, path: Path, interval_s: float = C
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the writer on an inherited socket until the service closes it."""
-    parser = argparse.ArgumentParser(prog="python -m connector.inbox_writer", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m connector.store.sqlite_writer", description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="the inherited socket's file descriptor")
     parser.add_argument("path", type=Path, help="the inbox database")
     args = parser.parse_args(argv)

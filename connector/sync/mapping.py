@@ -53,7 +53,7 @@ from connector.events import (
     TagSet,
     TagUnset,
 )
-from connector.state import CustomerState, Envelope, OrderState, event_time, stamp_of, visible_tags
+from connector.sync.state import CustomerState, Envelope, OrderState, event_time, stamp_of, visible_tags
 
 if TYPE_CHECKING:
     from connector.settings import Settings

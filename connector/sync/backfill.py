@@ -44,7 +44,6 @@ import asyncio
 import csv
 import hashlib
 import time
-import uuid
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,16 +74,18 @@ from connector.events import (
     decode_body,
     subject_of,
 )
-from connector.inbox import CSV_IMPORT_ENDPOINT, InboxRecord, connect, inbox_path
-from connector.inbox_queue import InboxQueue, StoredEvent, open_queue
-from connector.mapping import SheetMapping
-from connector.routing import Router
 from connector.settings import Settings
 from connector.sheets.plan import WorksheetBatch, plan_worksheet, request_size
 from connector.sheets.writer import FlushReport, SheetWriter
-from connector.sqlite_inbox import SqliteInbox
-from connector.state_store import StateStore
-from connector.worker import PassReport, Worker
+from connector.store import open_work_store
+from connector.store.owners import owner_id
+from connector.store.protocols import WorkStore
+from connector.store.records import CSV_IMPORT_ENDPOINT, InboxRecord, StoredEvent
+from connector.store.sqlite_intake import SqliteInbox
+from connector.store.sqlite_schema import connect, inbox_path
+from connector.sync.mapping import SheetMapping
+from connector.sync.routing import Router
+from connector.sync.worker import PassReport, Worker
 
 __all__ = [
     "BACKFILL_STATUS",
@@ -576,7 +577,13 @@ class _MeasuringWriter(SheetWriter):
 
     largest_flush_bytes = 0
 
-    def flush(self, spreadsheet_id: str, batches: Sequence[WorksheetBatch]) -> FlushReport:
+    def flush(
+        self,
+        spreadsheet_id: str,
+        batches: Sequence[WorksheetBatch],
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> FlushReport:
         """Measure, then flush as the sheet writer does."""
         size = sum(
             request_size(request)
@@ -584,7 +591,7 @@ class _MeasuringWriter(SheetWriter):
             for request in plan_worksheet(batch, None, new_sheet_id=1).requests
         )
         self.largest_flush_bytes = max(self.largest_flush_bytes, size)
-        return super().flush(spreadsheet_id, batches)
+        return super().flush(spreadsheet_id, batches, before_write=before_write)
 
 
 def _next_pass_rows(writer: SheetWriter, rows: int, limit: int, max_request_bytes: int) -> int:
@@ -622,11 +629,17 @@ def write_backfill(
     pass_rows = rows_per_write
     totals = WriteTotals()
     started = time.monotonic()
-    queue = open_queue(settings.data_dir)
-    states = StateStore.open(settings.data_dir)
-    owner = f"backfill-{uuid.uuid4().hex[:12]}"
+    queue = open_work_store(settings)
+    owner = owner_id("backfill")
     # The worker leaves CSV rows' synthetic events out of events worksheets by itself.
-    worker = Worker(queue, states, sheet_writer, Router.from_mapping(mapping), settings.worker, owner=owner)
+    worker = Worker(
+        queue,
+        sheet_writer,
+        Router.from_mapping(mapping),
+        settings.worker,
+        max_request_bytes=settings.sheets.max_request_bytes,
+        owner=owner,
+    )
     try:
         idle = 0
         while True:
@@ -652,18 +665,17 @@ def write_backfill(
         totals.remaining = pending_backfill(settings.data_dir)[1]
         totals.seconds = time.monotonic() - started
         queue.close()
-        states.close()
     return totals
 
 
-def _run_pass(queue: InboxQueue, worker: Worker, claimed: Sequence[StoredEvent], totals: WriteTotals) -> int:
+def _run_pass(queue: WorkStore, worker: Worker, claimed: Sequence[StoredEvent], totals: WriteTotals) -> int:
     """Process one claim; how many events it settled."""
     try:
         report = worker.process(claimed)
     except BaseException:
         # Interrupted (Ctrl-C) or broken: give the claim back now rather than when its lease runs out.
         # Events already settled keep their status; folding again what was written changes nothing.
-        queue.release([event.id for event in claimed])
+        queue.release(worker.owner, [event.id for event in claimed])
         raise
     totals.reports.append(report)
     totals.done += report.done

@@ -17,9 +17,9 @@ from collections.abc import Iterator, Mapping
 import msgspec
 
 from connector.errors import ConfigError
-from connector.mapping import load_mapping
 from connector.settings import Settings
 from connector.sheets.config import CREDENTIALS_ENV, GOOGLE_API_ROOT
+from connector.sync.mapping import load_mapping
 from connector.threaded_server import serving
 
 __all__ = ["sheets_backend", "uses_local_sheets"]

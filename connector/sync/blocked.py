@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from connector.inbox_queue import StoredEvent
-from connector.mapping import CompanyMapping, rows_for
 from connector.sheets.blocking import BlockedWorksheet
 from connector.sheets.snapshot import title_key
-from connector.state import EntityKey, EntityState, Envelope, entity_key
+from connector.store.records import StoredEvent
+from connector.sync.mapping import CompanyMapping, rows_for
+from connector.sync.state import EntityKey, EntityState, Envelope, entity_key
 
 __all__ = ["held_events", "held_message"]
 

@@ -31,13 +31,15 @@ from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE, HTTP_500_INTERNAL_SERVER_ERROR
 
 from connector import __version__, metrics
-from connector.access import AddressRefused, Gate
 from connector.errors import StoreError
 from connector.events import KNOWN_EVENT_TYPES, EventDecodeError, UnknownEvent, decode_body, subject_of
-from connector.inbox import STATUSES, Inbox, InboxRecord, now_ms
+from connector.intake.access import AddressRefused, Gate
 from connector.settings import EndpointSettings, Settings
-from connector.sqlite_inbox import SqliteInbox
-from connector.worker import WorkerThread
+from connector.store import open_intake
+from connector.store.protocols import Intake
+from connector.store.records import STATUSES, InboxRecord, now_ms
+from connector.sync.mapping import load_mapping
+from connector.sync.supervisor import WorkerSupervisor
 
 __all__ = ["IntakeResult", "create_app"]
 
@@ -177,7 +179,7 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
     if not endpoint.accepts(event.company_id):
         refusal = PermissionDeniedException(f"company_id {event.company_id} is not accepted on this endpoint")
         raise _reject("company", refusal)
-    inbox: Inbox = request.app.state["inbox"]
+    inbox: Intake = request.app.state["inbox"]
     record = InboxRecord(
         received_ms=now_ms(),
         endpoint=endpoint.name,
@@ -204,13 +206,13 @@ async def receive(token: FromPath[str], request: Request[None, None, State]) -> 
 @get("/metrics", operation_id="metrics", sync_to_thread=True)
 def metrics_endpoint(request: Request[None, None, State]) -> Response[bytes]:
     """Prometheus metrics (the inbox depth is read now, off the event loop)."""
-    inbox: Inbox = request.app.state.inbox
+    inbox: Intake = request.app.state.inbox
     depth = dict.fromkeys(STATUSES, 0)
     for row in inbox.counts():
         depth[row.status] = depth.get(row.status, 0) + row.count
     for status, count in depth.items():
         metrics.INBOX_DEPTH.labels(status).set(count)
-    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+    return Response(metrics.render(request.app.state.get("worker_metrics")), media_type=metrics.CONTENT_TYPE)
 
 
 def _internal_error(request: Request[None, None, State], exc: Exception) -> Response[dict[str, object]]:
@@ -228,7 +230,7 @@ def healthz() -> str:
 @get("/readyz", media_type=MediaType.TEXT, operation_id="ready")
 async def readyz(request: Request[None, None, State]) -> str:
     """The inbox can take a write now."""
-    inbox: Inbox = request.app.state.inbox
+    inbox: Intake = request.app.state.inbox
     try:
         await inbox.check_writable()
     except StoreError as exc:
@@ -236,18 +238,20 @@ async def readyz(request: Request[None, None, State]) -> str:
     return "ok"
 
 
-def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
+def create_app(settings: Settings, inbox: Intake | None = None) -> Litestar:
     """Build the service for these settings; the inbox is opened on start-up unless one is given.
 
-    With ``worker.embedded`` (the default) the sheet worker runs in a thread beside the web service; its
-    mapping and Sheets connection are checked here, so a mistake stops start-up with a ConfigError.
+    With ``worker.embedded`` (the default) the sheet worker runs as a child process, started (and waited
+    for) on start-up and stopped after its flush on shutdown; the mapping is checked here, so a mistake
+    stops start-up with a ConfigError.
     """
-    worker = WorkerThread(settings) if settings.worker.embedded else None
+    if settings.worker.embedded:
+        load_mapping(settings)
 
     @asynccontextmanager
     async def open_inbox(app: Litestar) -> AsyncIterator[None]:
         owned = inbox is None
-        app.state.inbox = SqliteInbox.open(settings.data_dir) if owned else inbox
+        app.state.inbox = open_intake(settings) if owned else inbox
         try:
             yield
         finally:
@@ -256,15 +260,18 @@ def create_app(settings: Settings, inbox: Inbox | None = None) -> Litestar:
 
     @asynccontextmanager
     async def run_worker(app: Litestar) -> AsyncIterator[None]:
-        if worker is None:
+        if not settings.worker.embedded:
             yield
             return
-        worker.start()
+        app.state["worker_metrics"] = metrics.worker_metrics_dir(settings.data_dir)
+        supervisor = WorkerSupervisor(settings, app.state["worker_metrics"])
+        await asyncio.to_thread(supervisor.start)
+        app.state.worker = supervisor
         try:
             yield
         finally:
-            # Joining waits for the flush in flight: off the event loop.
-            await asyncio.to_thread(worker.stop)
+            # Waiting for the flush in flight: off the event loop.
+            await asyncio.to_thread(supervisor.stop)
 
     return Litestar(
         route_handlers=[verify, receive, healthz, readyz, metrics_endpoint],

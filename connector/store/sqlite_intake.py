@@ -1,7 +1,7 @@
 """The embedded inbox: a SQLite file written by a writer process of its own.
 
 Durability costs an fsync per commit. Instead of one commit per request, requests go to the writer
-(:mod:`connector.inbox_writer`) in batches over a socket pair, one batch per transaction (group commit):
+(:mod:`connector.store.sqlite_writer`) in batches over a socket pair, one batch per transaction (group commit):
 while the writer commits one batch, the requests arriving meanwhile queue up and go together as the next
 one as soon as it answers. Each caller awaits its own future, resolved when the answer to its batch comes
 back, that is after the commit that holds its row: nothing is acknowledged before it is on disk, and the
@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Final
 
 from connector.errors import StoreError
-from connector.inbox import SCHEMA, InboxRecord, StatusCount, connect, count_events, inbox_path
-from connector.inbox_writer import Committed, FrameReader, WriteBatch, frame
+from connector.store.records import InboxRecord, StatusCount
+from connector.store.sqlite_schema import connect, count_events, inbox_path, migrate
+from connector.store.sqlite_writer import Committed, FrameReader, WriteBatch, frame
 
 __all__ = ["SqliteInbox"]
 
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 RESTART_DELAY_S: Final = 1.0
 # How much one read takes from the writer's answers (a few bytes each).
 ANSWERS_READ_SIZE: Final = 1 << 16
+# How long a request waits for its commit to be confirmed before it is answered 503.
+DEFAULT_COMMIT_TIMEOUT_S: Final = 5.0
 # How long closing waits for the writer to commit what it was sent.
 CLOSE_TIMEOUT_S: Final = 60.0
 
@@ -57,7 +60,7 @@ class _WriterProcess:
             command = [
                 sys.executable,
                 "-m",
-                "connector.inbox_writer",
+                "connector.store.sqlite_writer",
                 "--fd",
                 str(theirs.fileno()),
                 str(path),
@@ -84,6 +87,7 @@ class SqliteInbox:
     """The embedded inbox, used from one event loop at a time (a new one once the previous is closed)."""
 
     path: Path
+    commit_timeout_s: float = 5.0
     _reader: sqlite3.Connection | None = field(default=None, init=False)
     _writer: _WriterProcess | None = field(default=None, init=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
@@ -94,33 +98,50 @@ class SqliteInbox:
     _closed: bool = field(default=False, init=False)
     commits: int = field(default=0, init=False)  # transactions the writer answered with
     records: int = field(default=0, init=False)  # records those transactions took (stored or duplicate)
+    timeouts: int = field(default=0, init=False)  # callers answered before their commit was confirmed
 
     @classmethod
-    def open(cls, data_dir: Path) -> SqliteInbox:
-        """Create the data directory and database if needed, and start the writer process."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        inbox = cls(inbox_path(data_dir))
-        setup = connect(inbox.path)
+    def open(cls, data_dir: Path, commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> SqliteInbox:
+        """Create the data directory and database if needed, and start the writer process.
+
+        A caller whose commit is not confirmed within ``commit_timeout_s`` gets StoreError (a 503: DooPage
+        delivers again; if the commit did happen, the next delivery is a duplicate).
+        """
         try:
-            setup.executescript(SCHEMA)
-        finally:
-            setup.close()
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
+        inbox = cls(inbox_path(data_dir), commit_timeout_s)
+        migrate(inbox.path)
         inbox._reader = connect(inbox.path)
         inbox._writer = _WriterProcess(inbox.path)
         return inbox
 
     async def put(self, record: InboxRecord) -> bool:
         """Store one record durably; True if new, False if a duplicate (see Inbox.put)."""
-        (inserted,) = await self._enqueue([record])
+        (inserted,) = await self._confirmed([record])
         return inserted
 
     async def put_many(self, records: list[InboxRecord]) -> list[bool]:
         """Store several records in one transaction; for each, whether it was new."""
-        return await self._enqueue(records)
+        return await self._confirmed(records)
 
     async def check_writable(self) -> None:
-        """Raise StoreError unless the writer can start a write transaction now."""
-        await self._enqueue([])
+        """Raise StoreError unless the writer can commit a write now, within the commit time limit."""
+        await self._confirmed([])
+
+    async def _confirmed(self, records: list[InboxRecord]) -> list[bool]:
+        """Queue records and wait for their commit, at most ``commit_timeout_s``."""
+        try:
+            return await asyncio.wait_for(self._enqueue(records), self.commit_timeout_s)
+        except TimeoutError:
+            self.timeouts += 1
+            log.error(
+                "the inbox writer did not confirm a commit within %.1f s (stalled disk or process?);"
+                " answering 503",
+                self.commit_timeout_s,
+            )
+            raise StoreError(f"the commit was not confirmed within {self.commit_timeout_s:g} s") from None
 
     def counts(self) -> list[StatusCount]:
         """Number of stored events by status and event type."""

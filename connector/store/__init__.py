@@ -1,0 +1,30 @@
+"""The store: the durable inbox of events, their claims, the spreadsheet locks, entity state and flush
+records, behind one protocol per role (:mod:`connector.store.protocols`).
+
+:func:`open_work_store` and :func:`open_intake` pick the backend for a settings file; today that is the
+SQLite file in ``server.data_dir``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from connector.settings import Settings
+    from connector.store.protocols import Intake, WorkStore
+
+__all__ = ["open_intake", "open_work_store"]
+
+
+def open_work_store(settings: Settings) -> WorkStore:
+    """A worker's store for these settings, on a connection of its own (StoreError if it cannot open)."""
+    from connector.store.sqlite_store import SqliteStore
+
+    return SqliteStore.open(settings.data_dir)
+
+
+def open_intake(settings: Settings) -> Intake:
+    """The webhook routes' store for these settings; starts what it needs (the SQLite writer process)."""
+    from connector.store.sqlite_intake import SqliteInbox
+
+    return SqliteInbox.open(settings.data_dir, settings.server.commit_timeout_ms / 1000)
