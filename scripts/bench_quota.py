@@ -26,14 +26,16 @@ import time
 from pathlib import Path
 
 import click
+import msgspec
 from loadgen import customer_event
 
-from connector.events import decode_body, subject_of
+from connector.events import decode_body
 from connector.localsheets.testing import local_sheets_process
 from connector.settings import Settings, load_settings
 from connector.store import open_work_store
 from connector.store.records import InboxRecord
 from connector.store.sqlite_intake import SqliteInbox
+from connector.sync.backfill import record_for
 from connector.sync.worker import WorkerThread
 
 TOKEN = "bench-quota-token-0123456789abcdef"
@@ -65,18 +67,10 @@ def write_settings(folder: Path, api_root: str, window: float) -> Path:
 
 
 def record(body: bytes) -> InboxRecord:
-    """A webhook body as the intake stores it once it has checked it."""
+    """A webhook body as the intake stores it once it has checked it (a pending event)."""
     decoded = decode_body(body)
-    return InboxRecord(
-        received_ms=int(time.time() * 1000),
-        endpoint="bench",
-        company_id=decoded.event.company_id,
-        event_type=decoded.event.event_type,
-        event_ms=decoded.event.timestamp,
-        body=body,
-        content_key=decoded.content_key,
-        subject=subject_of(decoded.event),
-    )
+    imported = record_for(decoded.event, body, decoded.content_key, int(time.time() * 1000), "bench")
+    return msgspec.structs.replace(imported, status="pending")
 
 
 async def stream(data_dir: Path, bodies: list[bytes], window: float, windows: int) -> float:

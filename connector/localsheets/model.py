@@ -209,15 +209,13 @@ def parse_extended_value(value: Any) -> Cell | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Protection:
-    """A protected range of a sheet (Google's ProtectedRange), as the owner set it.
+class ProtectedArea(msgspec.Struct, frozen=True, kw_only=True):
+    """What a protected range covers and who may edit it (Google's ProtectedRange, without its id).
 
     Rows and columns are 0-based and half-open; ``None`` on an end runs to the edge of the grid, so a range
     with no bounds at all protects the whole sheet. ``editors`` are the identities allowed to edit it.
     """
 
-    protected_range_id: int
     start_row: int = 0
     end_row: int | None = None
     start_col: int = 0
@@ -230,6 +228,12 @@ class Protection:
     def whole_sheet(self) -> bool:
         """Whether the range is the whole sheet (its structure is protected too)."""
         return (self.start_row, self.end_row, self.start_col, self.end_col) == (0, None, 0, None)
+
+
+class Protection(ProtectedArea, frozen=True, kw_only=True):
+    """A protected range of a sheet, with its id; stored as it is in the data file."""
+
+    protected_range_id: int
 
 
 @dataclass(slots=True)

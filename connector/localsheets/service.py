@@ -18,7 +18,7 @@ import msgspec
 
 from . import api, store
 from .faults import FaultSettings, FaultState
-from .model import Protection, Sheet, SheetsError, Spreadsheet, parse_input
+from .model import ProtectedArea, Protection, Sheet, SheetsError, Spreadsheet, parse_input
 from .quota import QuotaState
 from .strict import check_change
 from .token import AuthSettings
@@ -53,17 +53,10 @@ class SpreadsheetSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     time_zone: str = "Etc/GMT"
 
 
-class ProtectSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A range the owner protects through the admin route (0-based, half-open; None: to the edge)."""
+class ProtectSpec(ProtectedArea, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A range the owner protects through the admin route, on the sheet titled ``sheet``."""
 
     sheet: str
-    start_row: int = 0
-    end_row: int | None = None
-    start_col: int = 0
-    end_col: int | None = None
-    editors: list[str] = msgspec.field(default_factory=list)
-    warning_only: bool = False
-    description: str = ""
 
 
 # Who API requests come from: the one caller of the local server (the connector's service account).
@@ -182,16 +175,8 @@ class LocalSheetsService:
         protected_range_id = self.rng.getrandbits(31)
         while protected_range_id in taken:
             protected_range_id = self.rng.getrandbits(31)
-        protection = Protection(
-            protected_range_id=protected_range_id,
-            start_row=spec.start_row,
-            end_row=spec.end_row,
-            start_col=spec.start_col,
-            end_col=spec.end_col,
-            editors=tuple(spec.editors),
-            warning_only=spec.warning_only,
-            description=spec.description,
-        )
+        area = {name: value for name, value in msgspec.structs.asdict(spec).items() if name != "sheet"}
+        protection = Protection(protected_range_id=protected_range_id, **area)
         sheet.protections.append(protection)
         self.persist()
         return protection

@@ -17,19 +17,6 @@ from .model import Formula, Protection, Sheet, Spreadsheet
 StoredCell = str | int | float | bool | Formula | None
 
 
-class ProtectionRecord(msgspec.Struct, kw_only=True):
-    """One protected range as stored on disk."""
-
-    protected_range_id: int
-    start_row: int = 0
-    end_row: int | None = None
-    start_col: int = 0
-    end_col: int | None = None
-    editors: list[str] = msgspec.field(default_factory=list)
-    warning_only: bool = False
-    description: str = ""
-
-
 class SheetRecord(msgspec.Struct, kw_only=True):
     """One sheet as stored on disk."""
 
@@ -41,7 +28,7 @@ class SheetRecord(msgspec.Struct, kw_only=True):
     frozen_columns: int = 0
     hidden: bool = False
     rows: list[list[StoredCell]] = msgspec.field(default_factory=list)
-    protections: list[ProtectionRecord] = msgspec.field(default_factory=list)
+    protections: list[Protection] = msgspec.field(default_factory=list)
 
 
 class SpreadsheetRecord(msgspec.Struct, kw_only=True):
@@ -87,7 +74,7 @@ def to_record(spreadsheets: list[Spreadsheet]) -> StateRecord:
                         frozen_columns=sh.frozen_columns,
                         hidden=sh.hidden,
                         rows=list(sh.rows),
-                        protections=[_protection_record(p) for p in sh.protections],
+                        protections=list(sh.protections),
                     )
                     for sh in s.sheets
                 ],
@@ -115,39 +102,13 @@ def from_record(record: StateRecord) -> list[Spreadsheet]:
                     frozen_columns=sh.frozen_columns,
                     hidden=sh.hidden,
                     rows=sh.rows,
-                    protections=[_protection(p) for p in sh.protections],
+                    protections=sh.protections,
                 )
                 for sh in s.sheets
             ],
         )
         for s in record.spreadsheets
     ]
-
-
-def _protection_record(protection: Protection) -> ProtectionRecord:
-    return ProtectionRecord(
-        protected_range_id=protection.protected_range_id,
-        start_row=protection.start_row,
-        end_row=protection.end_row,
-        start_col=protection.start_col,
-        end_col=protection.end_col,
-        editors=list(protection.editors),
-        warning_only=protection.warning_only,
-        description=protection.description,
-    )
-
-
-def _protection(record: ProtectionRecord) -> Protection:
-    return Protection(
-        protected_range_id=record.protected_range_id,
-        start_row=record.start_row,
-        end_row=record.end_row,
-        start_col=record.start_col,
-        end_col=record.end_col,
-        editors=tuple(record.editors),
-        warning_only=record.warning_only,
-        description=record.description,
-    )
 
 
 def load(path: Path) -> list[Spreadsheet]:
