@@ -53,6 +53,7 @@ __all__ = [
     "plan_worksheet",
     "request_size",
     "resolve_columns",
+    "utf16_units",
 ]
 
 CellValue = str | int | float | bool | None
