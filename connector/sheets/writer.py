@@ -331,7 +331,11 @@ class SheetWriter:
             existing = self._fetch_properties(spreadsheet_id, stats)
         total = sum(p.cells for p in existing.values())
         if total + growth > MAX_SPREADSHEET_CELLS:
-            raise PermanentSheetsError(spreadsheet_id, _cell_limit_message(total, growth))
+            what = (
+                f"writing would take the spreadsheet from {total:,} to {total + growth:,} cells, past "
+                f"Google's limit of {MAX_SPREADSHEET_CELLS:,} cells per spreadsheet"
+            )
+            raise PermanentSheetsError(spreadsheet_id, _cell_limit_message(what))
 
     def _write_plans(
         self, spreadsheet_id: str, plans: list[WorksheetPlan], blocked: dict[str, str], stats: _Stats
@@ -379,9 +383,8 @@ class SheetWriter:
                 self._write(spreadsheet_id, body, stats)
             except PermanentSheetsError as exc:
                 if is_cell_limit_error(exc.cause):
-                    raise PermanentSheetsError(
-                        spreadsheet_id, _cell_limit_message(None, None, exc.cause), exc.status
-                    ) from exc
+                    what = f"Google refused the write: {exc.cause}"
+                    raise PermanentSheetsError(spreadsheet_id, _cell_limit_message(what), exc.status) from exc
                 if index == 0:
                     raise _RefusedFirst(exc) from exc
                 raise
@@ -556,15 +559,8 @@ class _RefusedFirst(Exception):
         self.error = error
 
 
-def _cell_limit_message(total: int | None, growth: int | None, cause: str | None = None) -> str:
-    """Why a flush was refused for Google's limit of cells per spreadsheet, and what to do."""
-    if cause is not None:
-        what = f"Google refused the write: {cause}"
-    else:
-        what = (
-            f"writing would take the spreadsheet from {total:,} to {(total or 0) + (growth or 0):,} cells, "
-            f"past Google's limit of {MAX_SPREADSHEET_CELLS:,} cells per spreadsheet"
-        )
+def _cell_limit_message(what: str) -> str:
+    """``what`` happened with Google's limit of cells per spreadsheet, and what a person can do."""
     return (
         f"{what}; delete empty rows or columns or unused tabs (every cell of every tab's grid counts), or "
         "map the company to another spreadsheet, then retry the failed events"
