@@ -85,14 +85,16 @@ SIGN_IN_ADVICE = (
 
 def _sign_in_failure(spreadsheet_id: str, exc: RefreshError | TransportError) -> SheetsError:
     """A failure to get an access token: unreachable token endpoint (transient) or a refusal."""
+    # google-auth puts its message first and the token endpoint's answer after it.
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
     if isinstance(exc, TransportError):
         return TransientSheetsError(
-            spreadsheet_id, f"cannot reach Google's sign-in (token endpoint): {exc}", outcome_unknown=False
+            spreadsheet_id, f"cannot reach Google's sign-in (token endpoint): {detail}"
         )
     if exc.retryable:
-        return TransientSheetsError(spreadsheet_id, f"Google's sign-in failed for now: {exc}")
+        return TransientSheetsError(spreadsheet_id, f"Google's sign-in failed for now: {detail}")
     return PermanentSheetsError(
-        spreadsheet_id, f"Google refused the service account's sign-in ({exc}): {SIGN_IN_ADVICE}"
+        spreadsheet_id, f"Google refused the service account's sign-in ({detail}): {SIGN_IN_ADVICE}"
     )
 
 

@@ -181,8 +181,9 @@ class SheetWriter:
         return cls(connect(settings, source=source, environ=environ), settings)
 
     def ready_in(self) -> float:
-        """Seconds until a flush could start without waiting for the request budget (0.0: now)."""
-        return self._limiter.ready_in("read")
+        """Seconds until a flush (a read, then a write) could go without waiting for the request budget
+        (0.0: now); after a 429 that is the rest of the quota window."""
+        return max(self._limiter.ready_in("read"), self._limiter.ready_in("write"))
 
     def budget(self) -> list[BudgetState]:
         """The request budgets of this writer's credential as they stand (cut by 429s)."""

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connector.sheets import SheetsSettings, SheetWriter, connect
 from connector.sheets.config import RateLimitSettings
 from connector.sheets.ratelimit import RateLimiter, SlidingWindow, shared_limiter
 
@@ -170,3 +171,12 @@ def test_accepted_requests_grow_the_budget_back_by_about_one_per_window_up_to_th
     for _ in range(500):
         limiter.accepted("read")
     assert limiter.state()[0].budget == 10
+
+
+def test_a_flush_is_not_due_while_writes_wait_for_the_quota_window() -> None:
+    settings = SheetsSettings(api_root="http://127.0.0.1:9")
+    limiter = RateLimiter(settings.rate_limit)
+    writer = SheetWriter(connect(settings, environ={}), settings, limiter=limiter)
+    assert writer.ready_in() == 0.0
+    limiter.throttled("write")  # a 429 to a write: nothing more is written for a minute
+    assert 59 < writer.ready_in() <= 60
