@@ -59,9 +59,11 @@ def missing_key_header(
         return None
     if not any(snapshot.key_cells) and batch.key_header not in previous_header:
         return None
+    row = batch.header_row
     return (
-        f"key header {batch.key_header!r} not found in row 1 of {snapshot.properties.title!r}: its rows "
-        "wait until the header is back in row 1 (was it renamed or deleted, or a row inserted above it?)"
+        f"key header {batch.key_header!r} not found in row {row} of {snapshot.properties.title!r}: its "
+        f"rows wait until the header is back in row {row} (renamed or deleted? if a row was inserted above "
+        "the headers, set header_row in the mapping to the row they are in now)"
     )
 
 
@@ -74,10 +76,10 @@ def _range_area(grid: Mapping[str, Any]) -> GridArea:
     )
 
 
-def _first_free_row(snapshot: SheetSnapshot) -> int:
+def _first_free_row(snapshot: SheetSnapshot, header_row: int) -> int:
     """The first row an append can land in: below the header and the last key read (0-based)."""
     last = max((index for index, text in enumerate(snapshot.key_cells) if text), default=-1)
-    return last + 2
+    return last + 1 + header_row
 
 
 def written_areas(plan: WorksheetPlan, snapshot: SheetSnapshot) -> Iterable[GridArea]:
@@ -89,7 +91,7 @@ def written_areas(plan: WorksheetPlan, snapshot: SheetSnapshot) -> Iterable[Grid
             yield _range_area(body["range"])
         elif kind == "appendCells":
             width = max((len(row["values"]) for row in body["rows"]), default=1)
-            yield GridArea(_first_free_row(snapshot), None, 0, width)
+            yield GridArea(_first_free_row(snapshot, plan.header_row), None, 0, width)
         elif kind == "appendDimension":
             yield GridArea(0, None, snapshot.properties.column_count, None)
 
@@ -132,7 +134,7 @@ def cell_growth(plan: WorksheetPlan, snapshot: SheetSnapshot | None) -> int:
             columns += body["length"]
         elif kind == "appendCells":
             appended += len(body["rows"])
-    first_free = _first_free_row(snapshot) if snapshot is not None else 1
+    first_free = _first_free_row(snapshot, plan.header_row) if snapshot is not None else plan.header_row
     return growth + max(0, first_free + appended - rows) * columns
 
 

@@ -77,17 +77,21 @@ class WorksheetBatch(msgspec.Struct, frozen=True):
 
     ``headers`` are the columns we manage, in the order they are created; ``key_header`` must be one of
     them. Each upsert is ``(key, {header: value})`` with headers from ``headers``; later upserts of the
-    same key override earlier ones header by header.
+    same key override earlier ones header by header. ``header_row`` is the 1-based row the headers are
+    in; the rows above it are left alone.
     """
 
     title: str
     key_header: str
     headers: Sequence[str]
     upserts: Sequence[Upsert]
+    header_row: int = 1
 
     def __post_init__(self) -> None:
         if not self.title:
             raise ValueError("a worksheet title must not be empty")
+        if self.header_row < 1:
+            raise ValueError(f"worksheet {self.title!r}: header_row is 1 or more, not {self.header_row}")
         if not self.headers or any(not h for h in self.headers):
             raise ValueError(f"worksheet {self.title!r}: headers must be non-empty strings")
         if len(set(self.headers)) != len(self.headers):
@@ -137,6 +141,7 @@ class WorksheetPlan(msgspec.Struct, frozen=True):
     updated: int
     appended: int
     duplicate_keys: tuple[str, ...]
+    header_row: int = 1
 
 
 def key_text(key: Key) -> str:
@@ -213,10 +218,10 @@ def resolve_columns(
     return ColumnLayout(positions, tuple(header), tuple(added), tuple(readded), first_new)
 
 
-def index_keys(key_cells: Sequence[str | None]) -> tuple[dict[str, int], tuple[str, ...]]:
+def index_keys(key_cells: Sequence[str | None], first_row: int = 1) -> tuple[dict[str, int], tuple[str, ...]]:
     """Key text -> 0-based sheet row of its first occurrence, and the keys found more than once.
 
-    ``key_cells[i]`` is sheet row ``i + 1`` (0-based), i.e. the row under the header.
+    ``key_cells[i]`` is sheet row ``i + first_row`` (0-based): ``first_row`` is the row under the header.
     """
     rows: dict[str, int] = {}
     duplicates: dict[str, None] = {}
@@ -226,7 +231,7 @@ def index_keys(key_cells: Sequence[str | None]) -> tuple[dict[str, int], tuple[s
         if text in rows:
             duplicates[text] = None
         else:
-            rows[text] = offset + 1
+            rows[text] = offset + first_row
     return rows, tuple(duplicates)
 
 
@@ -356,7 +361,7 @@ def plan_worksheet(
                         "gridProperties": {
                             "rowCount": NEW_SHEET_ROWS,
                             "columnCount": column_count,
-                            "frozenRowCount": 1,
+                            "frozenRowCount": batch.header_row,
                         },
                     }
                 }
@@ -395,8 +400,8 @@ def plan_worksheet(
                 "updateCells": {
                     "range": {
                         "sheetId": sheet_id,
-                        "startRowIndex": 0,
-                        "endRowIndex": 1,
+                        "startRowIndex": batch.header_row - 1,
+                        "endRowIndex": batch.header_row,
                         "startColumnIndex": layout.first_new_column,
                         "endColumnIndex": len(layout.header),
                     },
@@ -406,7 +411,7 @@ def plan_worksheet(
             }
         )
 
-    key_rows, duplicates = index_keys(key_cells)
+    key_rows, duplicates = index_keys(key_cells, batch.header_row)
     key_column = layout.positions[batch.key_header]
     updates: dict[int, dict[int, dict[str, Any]]] = {}
     appends: list[list[dict[str, Any]]] = []
@@ -448,4 +453,5 @@ def plan_worksheet(
         updated=len(updates),
         appended=len(appends),
         duplicate_keys=duplicates,
+        header_row=batch.header_row,
     )

@@ -169,8 +169,9 @@ _decoder = msgspec.json.Decoder(_Spreadsheet)
 class SheetSnapshot(msgspec.Struct, frozen=True):
     """What one read showed of a worksheet: properties, header row, and key column.
 
-    ``header`` holds the texts of row 1 with trailing blanks dropped. ``key_cells[i]`` is the text of the
-    key column in sheet row ``i + 2`` (None when empty); ``key_column`` is the 0-based column they were
+    ``header`` holds the texts of the header row (row 1 unless told otherwise) with trailing blanks
+    dropped. ``key_cells[i]`` is the text of the key column in the ``i + 1``-th row under it (None when
+    empty); ``key_column`` is the 0-based column they were
     read from, or None when no key column was read. ``locks`` are the protected ranges of the sheet that
     this caller may not edit.
     """
@@ -187,12 +188,13 @@ def column_letter(index: int) -> str:
     return rowcol_to_a1(1, index + 1)[:-1]
 
 
-def read_ranges(title: str, key_column: int | None) -> list[str]:
-    """The A1 ranges one worksheet contributes to the read: its header row and, if known, its key column."""
-    ranges = [absolute_range_name(title, "1:1")]
+def read_ranges(title: str, key_column: int | None, header_row: int = 1) -> list[str]:
+    """The A1 ranges one worksheet contributes to the read: its header row and, if known, its key column
+    below it."""
+    ranges = [absolute_range_name(title, f"{header_row}:{header_row}")]
     if key_column is not None:
         letter = column_letter(key_column)
-        ranges.append(absolute_range_name(title, f"{letter}2:{letter}"))
+        ranges.append(absolute_range_name(title, f"{letter}{header_row + 1}:{letter}"))
     return ranges
 
 
@@ -259,14 +261,17 @@ def _locks(sheet: _Sheet) -> tuple[Lock, ...]:
     )
 
 
-def parse_snapshots(body: bytes, asked: Mapping[str, int | None]) -> dict[str, SheetSnapshot]:
+def parse_snapshots(
+    body: bytes, asked: Mapping[str, int | None], header_rows: Mapping[str, int] | None = None
+) -> dict[str, SheetSnapshot]:
     """Snapshots from a ``spreadsheets.get`` answer to the ranges of ``asked`` (title -> key column read).
 
     Snapshots are keyed by the titles asked for, matched as Google matches titles (:func:`title_key`);
     the snapshot's properties carry the sheet's own title. Worksheets absent from the answer are left
     out. Each worksheet's ``data`` holds one GridData per range asked for; the header range starts at
-    row 0 and the key column range at row 1, which tells them apart. Raises msgspec.DecodeError for an
-    answer that is not a Spreadsheet (e.g. cut short).
+    the header row (``header_rows``: title -> 1-based row, 1 when not given) and the key column range at
+    the row under it, which tells them apart. Raises msgspec.DecodeError for an answer that is not a
+    Spreadsheet (e.g. cut short).
     """
     by_key = {title_key(title): title for title in asked}
     snapshots: dict[str, SheetSnapshot] = {}
@@ -278,7 +283,7 @@ def parse_snapshots(body: bytes, asked: Mapping[str, int | None]) -> dict[str, S
         header: tuple[str, ...] = ()
         key_cells: tuple[str | None, ...] = ()
         for grid in sheet.data:
-            if grid.startRow == 0:
+            if grid.startRow == (header_rows or {}).get(title, 1) - 1:
                 first = grid.rowData[0].values if grid.rowData else []
                 header = _trim([""] * grid.startColumn + [_cell_text(cell) or "" for cell in first])
             else:

@@ -246,6 +246,7 @@ class SheetWriter:
         taken_ids: set[int] = set()
         # The title to name each worksheet by in ranges: as the sheet spells it, once known.
         names = {title: memory.sheet_title for title, memory in remembered.items()}
+        header_rows = {batch.title: batch.header_row for batch in batches}
         existing: dict[str, SheetProperties] | None = None
         if refresh:
             stats.refreshed = True
@@ -258,11 +259,11 @@ class SheetWriter:
                 for b in batches
                 if b.title in found
             }
-            snapshots = self._read(spreadsheet_id, asked, names, stats) if asked else {}
+            snapshots = self._read(spreadsheet_id, asked, names, header_rows, stats) if asked else {}
         else:
             asked = {b.title: _guess_key_column(b, remembered.get(b.title), None) for b in batches}
             try:
-                snapshots = self._read(spreadsheet_id, asked, names, stats)
+                snapshots = self._read(spreadsheet_id, asked, names, header_rows, stats)
             except PermanentSheetsError as exc:
                 if exc.status != 400:
                     raise
@@ -404,8 +405,8 @@ class SheetWriter:
             column = _key_position(batch, snapshot) if snapshot is not None else None
             if snapshot is None or column is None or column == snapshot.key_column:
                 continue
-            if snapshot.properties.row_count < 2:
-                # A grid of one row has no key cells to read (and a range below it would be refused).
+            if snapshot.properties.row_count <= batch.header_row:
+                # A grid that ends at the header has no key cells to read (a range below it is refused).
                 snapshots = {**snapshots, batch.title: msgspec.structs.replace(snapshot, key_column=column)}
                 continue
             moved[batch.title] = column
@@ -413,7 +414,8 @@ class SheetWriter:
             return snapshots
         log.info("spreadsheet %s: key columns moved %s; reading them there", spreadsheet_id, moved)
         names = {title: snapshots[title].properties.title for title in moved}
-        again = self._read(spreadsheet_id, moved, names, stats)
+        header_rows = {batch.title: batch.header_row for batch in batches}
+        again = self._read(spreadsheet_id, moved, names, header_rows, stats)
         for batch in batches:
             snapshot = again.get(batch.title)
             if snapshot is not None and _key_position(batch, snapshot) != snapshot.key_column:
@@ -432,17 +434,23 @@ class SheetWriter:
         spreadsheet_id: str,
         asked: Mapping[str, int | None],
         names: Mapping[str, str],
+        header_rows: Mapping[str, int],
         stats: _Stats,
     ) -> dict[str, SheetSnapshot]:
         """One spreadsheets.get of the header rows and key columns of ``asked`` (title -> key column).
 
-        ``names`` gives the title a worksheet has in the sheet where it differs from ours (in case only).
+        ``names`` gives the title a worksheet has in the sheet where it differs from ours (in case only);
+        ``header_rows`` the row each worksheet's headers are in.
         """
         ranges = [
-            a1 for title, column in asked.items() for a1 in read_ranges(names.get(title, title), column)
+            a1
+            for title, column in asked.items()
+            for a1 in read_ranges(names.get(title, title), column, header_rows.get(title, 1))
         ]
         params: dict[str, Any] = {"ranges": ranges, "fields": GRID_FIELDS, "includeGridData": "true"}
-        return self._get(spreadsheet_id, params, stats, lambda body: parse_snapshots(body, asked))
+        return self._get(
+            spreadsheet_id, params, stats, lambda body: parse_snapshots(body, asked, header_rows)
+        )
 
     def _get(
         self, spreadsheet_id: str, params: dict[str, Any], stats: _Stats, parse: Callable[[bytes], _T]
@@ -584,6 +592,8 @@ def _guess_key_column(
 ) -> int | None:
     """The column to read keys from before the header is seen: last flush's, else its place in our headers."""
     column = remembered.key_column if remembered is not None else list(batch.headers).index(batch.key_header)
-    if properties is not None and (column >= properties.column_count or properties.row_count < 2):
+    if properties is not None and (
+        column >= properties.column_count or properties.row_count <= batch.header_row
+    ):
         return None
     return column

@@ -329,7 +329,11 @@ def worksheet_batches(
         for worksheet in company.worksheets:
             rows = rows_for(worksheet, items)
             if rows:
-                batches.append(WorksheetBatch(worksheet.title, worksheet.key_header, worksheet.headers, rows))
+                batches.append(
+                    WorksheetBatch(
+                        worksheet.title, worksheet.key_header, worksheet.headers, rows, worksheet.header_row
+                    )
+                )
     return batches
 
 

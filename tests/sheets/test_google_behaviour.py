@@ -21,6 +21,8 @@ from connector.sheets import (
     SheetsSettings,
     SheetWriter,
     TransientSheetsError,
+    Upsert,
+    WorksheetBatch,
     connect,
 )
 from connector.sheets.plan import CUT_MARKER, MAX_CELL_CHARS
@@ -306,3 +308,28 @@ def test_a_protection_added_after_the_read_holds_back_only_its_tab(
     assert server.counts() == {"spreadsheets.get": 1, "spreadsheets.batchUpdate": 3}
     assert server.sheet_values(spreadsheet_id, "Other")[1:] == [["1"], ["2"]]
     assert server.sheet_values(spreadsheet_id, "People")[1:] == [["1", "Ann"]]
+
+
+def test_a_header_row_below_a_title_row_is_written_when_the_mapping_says_where_it_is(
+    server: LocalSheets, make_writer: WriterFactory
+) -> None:
+    sid = server.new_spreadsheet(
+        [{"title": "People", "values": [["Customer list, do not edit"], ["id", "name"]]}]
+    )
+
+    def batch(*upserts: Upsert) -> WorksheetBatch:
+        return WorksheetBatch("People", "id", HEADERS, list(upserts), header_row=2)
+
+    writer = make_writer()
+    assert writer.flush(sid, [batch(("1", {"name": "Ann"}), ("2", {"name": "Bo"}))]).blocked == ()
+    make_writer().flush(sid, [batch(("1", {"city": "Hue"}), ("3", {"name": "Cu"}))])
+    assert server.sheet_values(sid, "People") == [
+        ["Customer list, do not edit"],
+        ["id", "name", "city"],
+        ["1", "Ann", "Hue"],
+        ["2", "Bo"],
+        ["3", "Cu"],
+    ]
+    # Told the headers are in row 1, the writer finds no key header there and waits.
+    report = make_writer().flush(sid, [people(("4", {"name": "Di"}))])
+    assert report.blocked[0].reason.startswith("key header 'id' not found in row 1 of 'People'")
