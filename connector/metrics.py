@@ -2,7 +2,7 @@
 
 Defined once here, updated where things happen: the webhook routes (received, accepted, rejected; on the
 default registry), the worker (flush duration, webhook-to-sheet latency) and the sheet writer (requests,
-retries, rate-limiter waits) on :data:`WORKER_REGISTRY`; the inbox depth is read from the inbox when the
+retries, rate-limiter waits, the request budget and the 429s) on :data:`WORKER_REGISTRY`; the inbox depth is read from the inbox when the
 metrics are scraped.
 
 The worker runs in a child process of ``serve``: there its metrics use prometheus_client's multiprocess
@@ -38,8 +38,10 @@ __all__ = [
     "INBOX_DEPTH",
     "INTAKE",
     "RATE_LIMIT_WAIT_SECONDS",
+    "SHEETS_BUDGET",
     "SHEETS_REQUESTS",
     "SHEETS_RETRIES",
+    "SHEETS_THROTTLED",
     "WEBHOOK_TO_SHEET_SECONDS",
     "WORKER_REGISTRY",
     "IntakeCounts",
@@ -85,6 +87,19 @@ SHEETS_REQUESTS: Final = Counter(
 )
 SHEETS_RETRIES: Final = Counter(
     "doopage_sheets_retries_total", "Sheets attempts retried after a failure.", registry=WORKER_REGISTRY
+)
+SHEETS_BUDGET: Final = Gauge(
+    "doopage_sheets_budget_per_minute",
+    "Sheets requests the connector allows itself per quota window now, by kind (read, write); cut by 429s.",
+    ["kind"],
+    registry=WORKER_REGISTRY,
+    multiprocess_mode="livemostrecent",
+)
+SHEETS_THROTTLED: Final = Counter(
+    "doopage_sheets_throttled_total",
+    "Sheets requests Google refused with 429 (quota exhausted), by kind (read, write).",
+    ["kind"],
+    registry=WORKER_REGISTRY,
 )
 RATE_LIMIT_WAIT_SECONDS: Final = Counter(
     "doopage_rate_limit_wait_seconds_total",

@@ -24,6 +24,8 @@ def local_sheets() -> Iterator[LocalSheets]:
 
     It is shared: make your own spreadsheet (``local_sheets.new_spreadsheet(...)`` gives a unique id),
     call ``reset_counts()`` before counting requests, and ``clear_faults()`` after injecting faults.
+    It runs in strict mode: it refuses what Google refuses (protected ranges, oversized cells), so a test
+    fails wherever Google would.
     """
-    with local_sheets_thread() as server:
+    with local_sheets_thread(strict=True) as server:
         yield server

@@ -32,7 +32,7 @@ file = "mapping.toml"
 [sheets]
 {"" if api_root is None else f'api_root = "{api_root}"'}
 retry = {{ max_attempts = 12, max_seconds = 60, base_backoff = 0.01, max_backoff = 0.05 }}
-rate_limit = {{ reads_per_minute = 100000, writes_per_minute = 100000 }}
+rate_limit = {{ reads_per_minute = 100000, writes_per_minute = 100000, window_seconds = 0.2 }}
 
 [worker]
 embedded = false

@@ -79,6 +79,7 @@ def status(config_path: Path) -> None:
         )
     console.print(sheets if flushes else "No flush yet.")
     _print_runners(console, settings)
+    _print_budget(console, settings)
 
 
 def _print_runners(console: Console, settings: Settings) -> None:
@@ -116,6 +117,31 @@ def _mapped_spreadsheets(settings: Settings) -> set[str] | None:
     return {company.spreadsheet_id for company in mapping.companies}
 
 
+def _print_budget(console: Console, settings: Settings) -> None:
+    """The Sheets request budgets as the worker last saved them: now, ceiling, and 429s met."""
+    from connector.budget_file import load_budget
+
+    saved = load_budget(settings.data_dir)
+    if saved is None:
+        console.print("No Sheets request budget saved yet.")
+        return
+    saved_unix, budgets = saved
+    table = Table(title=f"Sheets request budget (saved {format_ms(int(saved_unix * 1000))})")
+    for column in ("kind", "budget now", "ceiling", "window", "429s", "last 429"):
+        table.add_column(column)
+    for budget in budgets:
+        last = budget.last_throttled_unix
+        table.add_row(
+            budget.kind,
+            f"{budget.budget:g}",
+            str(budget.ceiling),
+            f"{budget.window_seconds:g} s",
+            str(budget.throttled),
+            format_ms(int(last * 1000)) if last is not None else "-",
+        )
+    console.print(table)
+
+
 @click.command("check-config")
 @config_option
 @click.option(
@@ -151,6 +177,7 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
     """Read each mapped spreadsheet's metadata once; print what it holds, or why it cannot be opened."""
     import gspread
     import requests
+    from google.auth.exceptions import RefreshError, TransportError
 
     from connector.sheets import connect as connect_sheets
     from connector.sheets.retry import classify_failure
@@ -167,13 +194,14 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
         wanted = [sheet.title for company in companies for sheet in company.worksheets]
         try:
             metadata = connection.client.http_client.fetch_sheet_metadata(spreadsheet_id)
-        except (gspread.exceptions.APIError, requests.RequestException) as exc:
+        except (gspread.exceptions.APIError, requests.RequestException, RefreshError, TransportError) as exc:
             failure = classify_failure(spreadsheet_id, exc)
             click.echo(printable(f"spreadsheet {spreadsheet_id}: NOT reachable: {failure}"))
             reachable = False
             continue
-        present = {sheet["properties"]["title"] for sheet in metadata.get("sheets", [])}
-        missing = [title for title in wanted if title not in present]
+        # Google matches worksheet titles without regard to case.
+        present = {sheet["properties"]["title"].casefold() for sheet in metadata.get("sheets", [])}
+        missing = [title for title in wanted if title.casefold() not in present]
         title = metadata.get("properties", {}).get("title", "")
         line = f"spreadsheet {spreadsheet_id} ({title!r}): reachable"
         if missing:

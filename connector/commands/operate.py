@@ -31,6 +31,7 @@ from connector.samples import sample_bodies
 from connector.settings import Settings
 from connector.sheets.backend import sheets_backend
 from connector.store import open_work_store
+from connector.store.records import FailedEvent
 from connector.untrusted import as_text, for_rich, printable
 
 
@@ -44,17 +45,26 @@ def failed() -> None:
 @click.option("--company", "company_id", type=int, default=None, help="Only this company's events.")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
 def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
-    """List parked events with the error that parked them, oldest first."""
+    """List parked events with the error that parked them, oldest first; then the events that wait to be
+    retried by themselves (a worksheet held back, Google unreachable) with the reason."""
     settings = load_or_exit(config_path)
     queue = open_work_store(settings)
     try:
         events = queue.failed(company_id, limit)
+        waiting = queue.failed(company_id, limit, waiting=True)
     finally:
         queue.close()
-    if not events:
+    console = Console()
+    if events:
+        console.print(_events_table("Failed events (doopage-sheets failed retry)", events))
+    else:
         click.echo("no failed events")
-        return
-    table = Table(title="Failed events")
+    if waiting:
+        console.print(_events_table("Waiting events (retried by themselves)", waiting))
+
+
+def _events_table(title: str, events: list[FailedEvent]) -> Table:
+    table = Table(title=title)
     for column in ("id", "company", "event type", "received", "attempts", "error"):
         table.add_column(column)
     for event in events:
@@ -66,7 +76,7 @@ def failed_list(config_path: Path, company_id: int | None, limit: int) -> None:
             str(event.attempts),
             as_text(event.error),
         )
-    Console().print(table)
+    return table
 
 
 @failed.command("retry")

@@ -203,6 +203,11 @@ def worker(config_path: Path) -> None:
     multiple=True,
     help="A further name clients reach the server by (Host header); loopback names always work.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse what Google refuses: edits of protected ranges, cells over 50,000 characters.",
+)
 def local_sheets(
     host: str,
     port: int,
@@ -210,6 +215,7 @@ def local_sheets(
     seed: int | None,
     log_level: str,
     allowed_hosts: tuple[str, ...],
+    strict: bool,
 ) -> None:
     """Run the local Google Sheets API v4 server (for tests, the demo, and trying without Google).
 
@@ -224,7 +230,10 @@ def local_sheets(
 
     try:
         service = LocalSheetsService(
-            data_path=data_path, seed=seed, admin_secret=os.environ.get(ADMIN_SECRET_ENV) or None
+            data_path=data_path,
+            seed=seed,
+            strict=strict,
+            admin_secret=os.environ.get(ADMIN_SECRET_ENV) or None,
         )
     except StoreError as exc:
         click.echo(f"local-sheets: {exc}", err=True)

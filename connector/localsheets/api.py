@@ -40,6 +40,7 @@ from .model import (
     SKIP,
     Cell,
     Formula,
+    Protection,
     Row,
     Sheet,
     SheetsError,
@@ -446,10 +447,39 @@ def spreadsheet_url(spreadsheet_id: str) -> str:
     return f"https://docs.google.com/spreadsheets/d/{spreadsheet_id}/edit"
 
 
+def protected_range_json(sheet: Sheet, protection: Protection, caller: str) -> Json:
+    """A ProtectedRange as Google returns it to ``caller`` (editors only to someone who may edit it)."""
+    grid: Json = {"sheetId": sheet.sheet_id}
+    for name, value in (
+        ("startRowIndex", protection.start_row),
+        ("endRowIndex", protection.end_row),
+        ("startColumnIndex", protection.start_col),
+        ("endColumnIndex", protection.end_col),
+    ):
+        if value:
+            grid[name] = value
+    editable = caller in protection.editors
+    result: Json = {"protectedRangeId": protection.protected_range_id, "range": grid}
+    if protection.description:
+        result["description"] = protection.description
+    if protection.warning_only:
+        result["warningOnly"] = True
+    result["requestingUserCanEdit"] = editable or protection.warning_only
+    if editable:
+        result["editors"] = {"users": list(protection.editors)}
+    return result
+
+
 def spreadsheet_json(
-    spreadsheet: Spreadsheet, include_grid_data: bool = False, ranges: Sequence[str] = ()
+    spreadsheet: Spreadsheet,
+    include_grid_data: bool = False,
+    ranges: Sequence[str] = (),
+    caller: str = "",
 ) -> Json:
-    """``spreadsheets.get``: the Spreadsheet resource, with grid data when asked for."""
+    """``spreadsheets.get``: the Spreadsheet resource, with grid data when asked for.
+
+    ``caller`` is who asks: it decides each protected range's ``requestingUserCanEdit``.
+    """
     wanted: dict[int, list[Bounds]] = {}
     for text in ranges:
         sheet, bounds = resolve(spreadsheet, text)
@@ -459,6 +489,8 @@ def spreadsheet_json(
         if ranges and sheet.sheet_id not in wanted:
             continue
         entry: Json = {"properties": sheet_properties(sheet, index)}
+        if sheet.protections:
+            entry["protectedRanges"] = [protected_range_json(sheet, p, caller) for p in sheet.protections]
         if include_grid_data:
             entry["data"] = [_grid_data(sheet, b) for b in wanted.get(sheet.sheet_id, [Bounds()])]
         sheets.append(entry)

@@ -31,6 +31,8 @@ from .model import SheetsError
 
 __all__ = ["ADMIN_SECRET_ENV", "ADMIN_SECRET_HEADER", "LOOPBACK_NAMES", "RequestGuard", "host_names"]
 
+# The stand-in for Google's OAuth token endpoint (connector.localsheets.token).
+TOKEN_PATH: Final = "/token"  # noqa: S105 - a path, not a secret
 ADMIN_SECRET_HEADER: Final = "x-admin-secret"  # noqa: S105 - a header name, not a secret
 # Where `doopage-sheets local-sheets` takes the secret from when its starter chose one.
 ADMIN_SECRET_ENV: Final = "DOOPAGE_LOCAL_SHEETS_ADMIN_SECRET"  # noqa: S105 - a variable name
@@ -103,7 +105,8 @@ class RequestGuard:
                 and origin.decode("latin-1").lower() != f"{scope['scheme']}://{host}".lower()
             ):
                 return SheetsError(403, "Requests from web pages of other origins are refused.")
-        if method not in _SAFE_METHODS and _has_body(headers):
+        # The stand-in token endpoint takes a form, as Google's does; it changes nothing.
+        if method not in _SAFE_METHODS and _has_body(headers) and path != TOKEN_PATH:
             mime = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
             if mime not in _JSON_TYPES:
                 return SheetsError(415, "A request body must be sent as Content-Type: application/json.")

@@ -209,6 +209,33 @@ def parse_extended_value(value: Any) -> Cell | None:
     return None
 
 
+class ProtectedArea(msgspec.Struct, frozen=True, kw_only=True):
+    """What a protected range covers and who may edit it (Google's ProtectedRange, without its id).
+
+    Rows and columns are 0-based and half-open; ``None`` on an end runs to the edge of the grid, so a range
+    with no bounds at all protects the whole sheet. ``editors`` are the identities allowed to edit it.
+    """
+
+    start_row: int = 0
+    end_row: int | None = None
+    start_col: int = 0
+    end_col: int | None = None
+    editors: tuple[str, ...] = ()
+    warning_only: bool = False
+    description: str = ""
+
+    @property
+    def whole_sheet(self) -> bool:
+        """Whether the range is the whole sheet (its structure is protected too)."""
+        return (self.start_row, self.end_row, self.start_col, self.end_col) == (0, None, 0, None)
+
+
+class Protection(ProtectedArea, frozen=True, kw_only=True):
+    """A protected range of a sheet, with its id; stored as it is in the data file."""
+
+    protected_range_id: int
+
+
 @dataclass(slots=True)
 class Sheet:
     """One worksheet: its properties and its stored rows."""
@@ -221,10 +248,11 @@ class Sheet:
     frozen_columns: int = 0
     hidden: bool = False
     rows: list[Row] = field(default_factory=list)
+    protections: list[Protection] = field(default_factory=list)
 
     def fork(self) -> Sheet:
         """A snapshot sharing row lists; safe because writes replace rows instead of mutating them."""
-        return replace(self, rows=list(self.rows))
+        return replace(self, rows=list(self.rows), protections=list(self.protections))
 
     def last_data_row(self, start_col: int = 0, end_col: int | None = None) -> int:
         """One past the index of the last row holding a value in the given columns (0: no data)."""

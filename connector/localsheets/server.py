@@ -30,7 +30,9 @@ from .fieldmask import FieldMaskError, apply_mask, parse_mask
 from .guard import LOOPBACK_NAMES, RequestGuard
 from .model import SheetsError
 from .page_routes import PAGE_ROUTES
-from .service import LocalSheetsService, SpreadsheetSpec
+from .quota import QuotaSettings, quota_body
+from .service import LocalSheetsService, ProtectSpec, SpreadsheetSpec
+from .token import AuthSettings, token_answer
 
 API_PREFIXES: Final = ("/v4/", "/drive/v3/")
 # Big enough for an admin upload of a 100,000-row sheet; the writer itself keeps requests near 2 MB.
@@ -41,6 +43,16 @@ Service = NamedDependency[LocalSheetsService]
 _JSON_DECODER: Final = msgspec.json.Decoder()
 _SPEC_DECODER: Final = msgspec.json.Decoder(SpreadsheetSpec)
 _FAULTS_DECODER: Final = msgspec.json.Decoder(FaultSettings)
+_QUOTA_DECODER: Final = msgspec.json.Decoder(QuotaSettings)
+_AUTH_DECODER: Final = msgspec.json.Decoder(AuthSettings)
+_PROTECT_DECODER: Final = msgspec.json.Decoder(ProtectSpec)
+
+
+class StrictSetting(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``PUT /_admin/strict``."""
+
+    strict: bool
+
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +107,8 @@ async def get_spreadsheet(
     spreadsheet = service.get(target)
     include = (request.query_params.get("includeGridData") or "").lower() == "true"
     ranges = request.query_params.getall("ranges", [])
-    return _json(_masked(request, api.spreadsheet_json(spreadsheet, include, ranges)))
+    content = api.spreadsheet_json(spreadsheet, include, ranges, service.caller)
+    return _json(_masked(request, content))
 
 
 @post("/v4/spreadsheets/{target:str}", status_code=200, operation_id="spreadsheets.batchUpdate")
@@ -199,7 +212,83 @@ async def drive_create(request: Request[Any, Any, Any], service: Service) -> Res
     )
 
 
+@post("/token", status_code=200, operation_id="oauth2.token")
+async def oauth_token(request: Request[Any, Any, Any], service: Service) -> Response[Any]:
+    """Google's OAuth 2.0 token endpoint for service accounts (see :mod:`connector.localsheets.token`)."""
+    status, content = token_answer(await request.body(), service.auth)
+    return _json(content, status)
+
+
 # ---------------------------------------------------------------- admin routes
+
+
+def _decode_admin(decoder: msgspec.json.Decoder[Any], raw: bytes, what: str) -> Any:
+    try:
+        return decoder.decode(raw or b"{}")
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        raise SheetsError(400, f"Invalid {what}: {exc}") from None
+
+
+@get("/_admin/strict", operation_id="admin.strict")
+async def admin_get_strict(service: Service) -> Response[Any]:
+    """Whether strict mode (Google's protection and cell-size checks) is on."""
+    return _json({"strict": service.strict})
+
+
+@put("/_admin/strict", operation_id="admin.setStrict")
+async def admin_set_strict(request: Request[Any, Any, Any], service: Service) -> Response[Any]:
+    """Turn strict mode on or off."""
+    setting = _decode_admin(msgspec.json.Decoder(StrictSetting), await request.body(), "strict setting")
+    service.strict = setting.strict
+    return _json({"strict": service.strict})
+
+
+@put("/_admin/quota", operation_id="admin.setQuota")
+async def admin_set_quota(request: Request[Any, Any, Any], service: Service) -> Response[Any]:
+    """Replace the per-window request quotas (fields left out: unlimited, 60-second windows)."""
+    settings = _decode_admin(_QUOTA_DECODER, await request.body(), "quota settings")
+    service.quota.configure(settings)
+    return _json(msgspec.to_builtins(settings))
+
+
+@get("/_admin/quota", operation_id="admin.quota")
+async def admin_get_quota(service: Service) -> Response[Any]:
+    """The quotas in force and the requests refused over them, by class."""
+    return _json({**msgspec.to_builtins(service.quota.settings), "refused": dict(service.quota.refused)})
+
+
+@put("/_admin/auth", operation_id="admin.setAuth")
+async def admin_set_auth(request: Request[Any, Any, Any], service: Service) -> Response[Any]:
+    """Replace the token endpoint's knobs (revoked key ids, clock offset)."""
+    service.auth = _decode_admin(_AUTH_DECODER, await request.body(), "auth settings")
+    return _json(msgspec.to_builtins(service.auth))
+
+
+@post(
+    "/_admin/spreadsheets/{spreadsheet_id:str}/protections",
+    status_code=200,
+    operation_id="admin.protect",
+)
+async def admin_protect(
+    spreadsheet_id: FromPath[str], request: Request[Any, Any, Any], service: Service
+) -> Response[Any]:
+    """Protect a range as the owner (enforced against API callers that are not its editors, in strict mode)."""
+    spec = _decode_admin(_PROTECT_DECODER, await request.body(), "protected range")
+    protection = service.protect(spreadsheet_id, spec)
+    return _json({"protectedRangeId": protection.protected_range_id})
+
+
+@delete(
+    "/_admin/spreadsheets/{spreadsheet_id:str}/protections/{protected_range_id:int}",
+    status_code=200,
+    operation_id="admin.unprotect",
+)
+async def admin_unprotect(
+    spreadsheet_id: FromPath[str], protected_range_id: FromPath[int], service: Service
+) -> Response[Any]:
+    """Remove a protected range."""
+    service.unprotect(spreadsheet_id, protected_range_id)
+    return _json({})
 
 
 @get("/_admin/counts", operation_id="admin.counts")
@@ -320,6 +409,14 @@ _ROUTES: Final = [
     values_batch_clear,
     values,
     drive_create,
+    oauth_token,
+    admin_get_strict,
+    admin_set_strict,
+    admin_set_quota,
+    admin_get_quota,
+    admin_set_auth,
+    admin_protect,
+    admin_unprotect,
     admin_counts,
     admin_reset_counts,
     admin_get_faults,
@@ -377,6 +474,9 @@ class FaultInjector:
             return
         kind = request_kind(scope["method"], path)
         self.service.counts[kind] += 1
+        if not self.service.quota.admit(kind):
+            await _send_error(send, 429, quota_body(kind), retry_after=None)
+            return
         fault = self.service.faults.decide(kind)
         latency = self.service.faults.settings.latency_ms
         if latency:
@@ -409,14 +509,19 @@ async def _drop_connection(receive: Receive) -> None:
 
 
 async def _send_fault(send: Send, fault: Fault, retry_after: int | None) -> None:
-    body = msgspec.json.encode(error_body(fault.status))
+    after = retry_after if fault.status in (429, 503) else None
+    await _send_error(send, fault.status, error_body(fault.status), retry_after=after)
+
+
+async def _send_error(send: Send, status: int, content: dict[str, Any], *, retry_after: int | None) -> None:
+    body = msgspec.json.encode(content)
     headers = [
         (b"content-type", b"application/json; charset=UTF-8"),
         (b"content-length", str(len(body)).encode()),
     ]
-    if retry_after is not None and fault.status in (429, 503):
+    if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

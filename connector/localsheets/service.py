@@ -19,7 +19,10 @@ import msgspec
 
 from . import api, store
 from .faults import FaultSettings, FaultState
-from .model import Sheet, SheetsError, Spreadsheet, parse_input
+from .model import ProtectedArea, Protection, Sheet, SheetsError, Spreadsheet, parse_input
+from .quota import QuotaState
+from .strict import check_change
+from .token import AuthSettings
 
 T = TypeVar("T")
 
@@ -51,18 +54,41 @@ class SpreadsheetSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     time_zone: str = "Etc/GMT"
 
 
+class ProtectSpec(ProtectedArea, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A range the owner protects through the admin route, on the sheet titled ``sheet``."""
+
+    sheet: str
+
+
+# Who API requests come from: the one caller of the local server (the connector's service account).
+API_CALLER = "api-caller"
+
+
 class LocalSheetsService:
-    """Holds the spreadsheets and the test controls of one local Sheets server."""
+    """Holds the spreadsheets and the test controls of one local Sheets server.
+
+    ``strict`` adds the checks of :mod:`connector.localsheets.strict` (protected ranges, cell size) to
+    every change; the permissive default accepts them.
+    """
 
     def __init__(
-        self, data_path: Path | None = None, seed: int | None = None, admin_secret: str | None = None
+        self,
+        data_path: Path | None = None,
+        seed: int | None = None,
+        *,
+        strict: bool = False,
+        admin_secret: str | None = None,
     ) -> None:
         self.data_path = data_path
         # Needed by the admin routes (see guard); made here unless the starting process chose one.
         self.admin_secret = admin_secret or secrets.token_urlsafe(32)
+        self.strict = strict
+        self.caller = API_CALLER
         self.rng = random.Random(seed)  # noqa: S311 - reproducible ids, not secrets
         self.counts: Counter[str] = Counter()
         self.faults = FaultState()
+        self.quota = QuotaState()
+        self.auth = AuthSettings()
         loaded = store.load(data_path) if data_path is not None else []
         self.spreadsheets: dict[str, Spreadsheet] = {s.spreadsheet_id: s for s in loaded}
 
@@ -77,8 +103,11 @@ class LocalSheetsService:
 
     def mutate(self, spreadsheet_id: str, change: Callable[[Spreadsheet], T]) -> T:
         """Apply a change to a fork of the spreadsheet; commit and save only if it succeeds."""
-        work = self.get(spreadsheet_id).fork()
+        original = self.get(spreadsheet_id)
+        work = original.fork()
         result = change(work)
+        if self.strict:
+            check_change(original, work, self.caller)
         self.spreadsheets[spreadsheet_id] = work
         self.persist()
         return result
@@ -133,11 +162,42 @@ class LocalSheetsService:
         self.persist()
 
     def reset(self) -> None:
-        """Forget every spreadsheet, count and fault setting."""
+        """Forget every spreadsheet, count, fault, quota and sign-in setting."""
         self.spreadsheets.clear()
         self.counts.clear()
         self.faults = FaultState()
+        self.quota = QuotaState()
+        self.auth = AuthSettings()
         self.persist()
+
+    def protect(self, spreadsheet_id: str, spec: ProtectSpec) -> Protection:
+        """Protect a range as the spreadsheet's owner; only ``spec.editors`` may then change it."""
+        spreadsheet = self.get(spreadsheet_id)
+        sheet = spreadsheet.sheet_by_title(spec.sheet)
+        if sheet is None:
+            raise SheetsError(404, f"No sheet titled {spec.sheet!r} in spreadsheet {spreadsheet_id!r}.")
+        ends = [end for end in (spec.end_row, spec.end_col) if end is not None]
+        if spec.start_row < 0 or spec.start_col < 0 or any(end < 1 for end in ends):
+            raise SheetsError(400, "A protected range needs non-negative indexes and a non-empty size.")
+        taken = {p.protected_range_id for s in spreadsheet.sheets for p in s.protections}
+        protected_range_id = self.rng.getrandbits(31)
+        while protected_range_id in taken:
+            protected_range_id = self.rng.getrandbits(31)
+        area = {name: value for name, value in msgspec.structs.asdict(spec).items() if name != "sheet"}
+        protection = Protection(protected_range_id=protected_range_id, **area)
+        sheet.protections.append(protection)
+        self.persist()
+        return protection
+
+    def unprotect(self, spreadsheet_id: str, protected_range_id: int) -> None:
+        """Remove a protected range (404 when the spreadsheet has none with this id)."""
+        for sheet in self.get(spreadsheet_id).sheets:
+            kept = [p for p in sheet.protections if p.protected_range_id != protected_range_id]
+            if len(kept) != len(sheet.protections):
+                sheet.protections = kept
+                self.persist()
+                return
+        raise SheetsError(404, f"No protected range {protected_range_id} in spreadsheet {spreadsheet_id!r}.")
 
     def set_faults(self, settings: FaultSettings) -> None:
         """Replace the fault settings (and restart their generator)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from .model import Formula, Sheet, Spreadsheet
+from .model import Formula, Protection, Sheet, Spreadsheet
 
 StoredCell = str | int | float | bool | Formula | None
 
@@ -28,6 +28,7 @@ class SheetRecord(msgspec.Struct, kw_only=True):
     frozen_columns: int = 0
     hidden: bool = False
     rows: list[list[StoredCell]] = msgspec.field(default_factory=list)
+    protections: list[Protection] = msgspec.field(default_factory=list)
 
 
 class SpreadsheetRecord(msgspec.Struct, kw_only=True):
@@ -73,6 +74,7 @@ def to_record(spreadsheets: list[Spreadsheet]) -> StateRecord:
                         frozen_columns=sh.frozen_columns,
                         hidden=sh.hidden,
                         rows=list(sh.rows),
+                        protections=list(sh.protections),
                     )
                     for sh in s.sheets
                 ],
@@ -100,6 +102,7 @@ def from_record(record: StateRecord) -> list[Spreadsheet]:
                     frozen_columns=sh.frozen_columns,
                     hidden=sh.hidden,
                     rows=sh.rows,
+                    protections=sh.protections,
                 )
                 for sh in s.sheets
             ],

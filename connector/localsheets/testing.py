@@ -147,8 +147,45 @@ class LocalSheets:
         return list(self.sheet(spreadsheet_id, title)["values"])
 
     def reset(self) -> None:
-        """Forget every spreadsheet, count and fault setting."""
+        """Forget every spreadsheet, count, fault, quota and sign-in setting."""
         self._call("POST", "/_admin/reset")
+
+    # ---------------------------------------------------------------- Google's checks
+
+    def set_strict(self, strict: bool) -> None:
+        """Turn strict mode (protected ranges, cell size) on or off."""
+        self._call("PUT", "/_admin/strict", {"strict": strict})
+
+    def strict(self) -> bool:
+        """Whether strict mode is on."""
+        return bool(self._call("GET", "/_admin/strict")["strict"])
+
+    def set_quota(self, **settings: Any) -> None:
+        """Per-window quotas (``reads_per_window``, ``writes_per_window``, ``window_seconds``); none: off."""
+        self._call("PUT", "/_admin/quota", settings)
+
+    def quota(self) -> dict[str, Any]:
+        """The quotas in force and the requests refused over them."""
+        return dict(self._call("GET", "/_admin/quota"))
+
+    def set_auth(self, **settings: Any) -> None:
+        """The token endpoint's knobs: ``revoked_key_ids``, ``clock_offset_seconds``."""
+        self._call("PUT", "/_admin/auth", settings)
+
+    @property
+    def token_uri(self) -> str:
+        """The address of the server's stand-in for Google's OAuth token endpoint."""
+        return f"{self.url}/token"
+
+    def protect(self, spreadsheet_id: str, sheet: str, **bounds: Any) -> int:
+        """Protect a range of a sheet as its owner (``start_row``, ``end_row``, ... ``editors``); its id."""
+        path = f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}/protections"
+        return int(self._call("POST", path, {"sheet": sheet, **bounds})["protectedRangeId"])
+
+    def unprotect(self, spreadsheet_id: str, protected_range_id: int) -> None:
+        """Remove a protected range."""
+        path = f"/_admin/spreadsheets/{quote(spreadsheet_id, safe='')}/protections/{protected_range_id}"
+        self._call("DELETE", path)
 
     # ---------------------------------------------------------------- clients
 
@@ -161,10 +198,10 @@ class LocalSheets:
 
 @contextmanager
 def local_sheets_thread(
-    data: Path | None = None, seed: int | None = None, host: str = "127.0.0.1"
+    data: Path | None = None, seed: int | None = None, host: str = "127.0.0.1", *, strict: bool = False
 ) -> Iterator[LocalSheets]:
     """Serve on a free port from a background thread of this process until the block ends."""
-    service = LocalSheetsService(data_path=data, seed=seed)
+    service = LocalSheetsService(data_path=data, seed=seed, strict=strict)
     sock = bind_socket(host, 0)
     server = make_server(service, hosts=host_names(host))
     try:
@@ -180,10 +217,17 @@ def local_sheets_thread(
 
 @contextmanager
 def local_sheets_process(
-    data: Path | None = None, seed: int | None = None, port: int = 0, host: str = "127.0.0.1"
+    data: Path | None = None,
+    seed: int | None = None,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    *,
+    strict: bool = False,
 ) -> Iterator[LocalSheets]:
     """Run ``doopage-sheets local-sheets`` as a child process until the block ends (then SIGTERM it)."""
     command = [sys.executable, "-m", "connector", "local-sheets", "--host", host, "--port", str(port)]
+    if strict:
+        command.append("--strict")
     if data is not None:
         command += ["--data", str(data)]
     if seed is not None:

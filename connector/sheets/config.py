@@ -16,7 +16,7 @@ Example::
     max_backoff = 32.0
 
     [sheets.rate_limit]
-    reads_per_minute = 50
+    reads_per_minute = 50       # ceilings: a 429 cuts the budget, accepted requests grow it back
     writes_per_minute = 50
 """
 
@@ -52,12 +52,18 @@ class RetrySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
 
 
 class RateLimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    """Request budget per credential; Google allows 60 reads and 60 writes per minute per user."""
+    """Request budget per credential; Google allows 60 reads and 60 writes per minute per user.
+
+    The budgets are ceilings: a 429 from Google (the credential is shared with other tools) cuts them,
+    and they grow back while requests are accepted (see ``connector.sheets.ratelimit``).
+    """
 
     reads_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 50
     writes_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 50
     # Space requests evenly (60 s / budget apart) instead of allowing the whole budget in a burst.
     smooth: bool = True
+    # The length of Google's quota window; only a simulation (a benchmark with a faster minute) changes it.
+    window_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
 
 
 class SheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):

@@ -16,7 +16,10 @@ date, in the order they must run:
 Every value is written as ``userEnteredValue`` of its own type: strings as ``stringValue`` (so text that
 looks like a formula, ``=IMPORTXML(...)``, ``+1``, ``@x``, stays text), numbers as ``numberValue``,
 booleans as ``boolValue``. ``None`` clears the cell; a header left out of an upsert's values leaves that
-cell as it is. Integers beyond 2**53 are written as text, because a sheet number would round them.
+cell as it is. Google keeps every number as an IEEE double, exact for integers only up to 2**53, so an
+integer beyond +-2**53 is written as text (9007199254741003 would come back as ...004 otherwise).
+Google refuses a cell of more than 50,000 characters; longer text is cut to fit, ending in
+:data:`CUT_MARKER` so a reader sees it was cut.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import msgspec
 from connector.sheets.snapshot import SheetSnapshot
 
 __all__ = [
+    "CUT_MARKER",
     "MAX_CELL_CHARS",
     "CellValue",
     "ColumnLayout",
@@ -40,6 +44,7 @@ __all__ = [
     "WorksheetPlan",
     "cell_data",
     "column_runs",
+    "cut_text",
     "index_keys",
     "key_text",
     "merge_upserts",
@@ -48,6 +53,7 @@ __all__ = [
     "plan_worksheet",
     "request_size",
     "resolve_columns",
+    "utf16_units",
 ]
 
 CellValue = str | int | float | bool | None
@@ -55,7 +61,9 @@ Key = str | int
 Upsert = tuple[Key, Mapping[str, CellValue]]
 
 # Google refuses a cell of more than 50,000 characters; longer text is cut rather than failing the flush.
+# Counted in UTF-16 code units, never fewer than characters, so the cut fits however Google counts.
 MAX_CELL_CHARS = 50_000
+CUT_MARKER = " …[cut: over 50,000 characters]"
 _MAX_EXACT_INT = 2**53
 NEW_SHEET_ROWS = 1000
 NEW_SHEET_COLUMNS = 26
@@ -69,17 +77,21 @@ class WorksheetBatch(msgspec.Struct, frozen=True):
 
     ``headers`` are the columns we manage, in the order they are created; ``key_header`` must be one of
     them. Each upsert is ``(key, {header: value})`` with headers from ``headers``; later upserts of the
-    same key override earlier ones header by header.
+    same key override earlier ones header by header. ``header_row`` is the 1-based row the headers are
+    in; the rows above it are left alone.
     """
 
     title: str
     key_header: str
     headers: Sequence[str]
     upserts: Sequence[Upsert]
+    header_row: int = 1
 
     def __post_init__(self) -> None:
         if not self.title:
             raise ValueError("a worksheet title must not be empty")
+        if self.header_row < 1:
+            raise ValueError(f"worksheet {self.title!r}: header_row is 1 or more, not {self.header_row}")
         if not self.headers or any(not h for h in self.headers):
             raise ValueError(f"worksheet {self.title!r}: headers must be non-empty strings")
         if len(set(self.headers)) != len(self.headers):
@@ -129,11 +141,30 @@ class WorksheetPlan(msgspec.Struct, frozen=True):
     updated: int
     appended: int
     duplicate_keys: tuple[str, ...]
+    header_row: int = 1
 
 
 def key_text(key: Key) -> str:
     """A key as it is compared with the key column's cell texts (12 and "12" are the same key)."""
     return str(key)
+
+
+def utf16_units(text: str) -> int:
+    """The length of ``text`` in UTF-16 code units (a character beyond U+FFFF, such as an emoji, is two)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def cut_text(text: str, limit: int = MAX_CELL_CHARS) -> str:
+    """``text`` unchanged when it fits in ``limit`` UTF-16 code units, else cut to fit with CUT_MARKER."""
+    if len(text) <= limit // 2 or utf16_units(text) <= limit:
+        return text
+    budget = limit - utf16_units(CUT_MARKER)
+    units = 0
+    for end, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > budget:
+            return text[:end] + CUT_MARKER
+    return text  # not reached: the text is longer than the limit
 
 
 def cell_data(value: CellValue) -> dict[str, Any]:
@@ -148,7 +179,7 @@ def cell_data(value: CellValue) -> dict[str, Any]:
         return {"userEnteredValue": {"numberValue": value}}
     if isinstance(value, float):
         return {"userEnteredValue": {"numberValue": value}}
-    return {"userEnteredValue": {"stringValue": value[:MAX_CELL_CHARS]}}
+    return {"userEnteredValue": {"stringValue": cut_text(value)}}
 
 
 def merge_upserts(upserts: Iterable[Upsert]) -> dict[str, tuple[Key, dict[str, CellValue]]]:
@@ -187,10 +218,10 @@ def resolve_columns(
     return ColumnLayout(positions, tuple(header), tuple(added), tuple(readded), first_new)
 
 
-def index_keys(key_cells: Sequence[str | None]) -> tuple[dict[str, int], tuple[str, ...]]:
+def index_keys(key_cells: Sequence[str | None], first_row: int = 1) -> tuple[dict[str, int], tuple[str, ...]]:
     """Key text -> 0-based sheet row of its first occurrence, and the keys found more than once.
 
-    ``key_cells[i]`` is sheet row ``i + 1`` (0-based), i.e. the row under the header.
+    ``key_cells[i]`` is sheet row ``i + first_row`` (0-based): ``first_row`` is the row under the header.
     """
     rows: dict[str, int] = {}
     duplicates: dict[str, None] = {}
@@ -200,7 +231,7 @@ def index_keys(key_cells: Sequence[str | None]) -> tuple[dict[str, int], tuple[s
         if text in rows:
             duplicates[text] = None
         else:
-            rows[text] = offset + 1
+            rows[text] = offset + first_row
     return rows, tuple(duplicates)
 
 
@@ -330,7 +361,7 @@ def plan_worksheet(
                         "gridProperties": {
                             "rowCount": NEW_SHEET_ROWS,
                             "columnCount": column_count,
-                            "frozenRowCount": 1,
+                            "frozenRowCount": batch.header_row,
                         },
                     }
                 }
@@ -369,8 +400,8 @@ def plan_worksheet(
                 "updateCells": {
                     "range": {
                         "sheetId": sheet_id,
-                        "startRowIndex": 0,
-                        "endRowIndex": 1,
+                        "startRowIndex": batch.header_row - 1,
+                        "endRowIndex": batch.header_row,
                         "startColumnIndex": layout.first_new_column,
                         "endColumnIndex": len(layout.header),
                     },
@@ -380,7 +411,7 @@ def plan_worksheet(
             }
         )
 
-    key_rows, duplicates = index_keys(key_cells)
+    key_rows, duplicates = index_keys(key_cells, batch.header_row)
     key_column = layout.positions[batch.key_header]
     updates: dict[int, dict[int, dict[str, Any]]] = {}
     appends: list[list[dict[str, Any]]] = []
@@ -422,4 +453,5 @@ def plan_worksheet(
         updated=len(updates),
         appended=len(appends),
         duplicate_keys=duplicates,
+        header_row=batch.header_row,
     )

@@ -9,6 +9,13 @@ two writers using the same service account draw on one budget.
 A window alone lets the whole budget go in a burst and then stalls every writer for most of a minute,
 which is what a steady stream of flushes runs into; so by default (``smooth``) requests are also spaced
 at least ``60 s / budget`` apart, and a request waits at most about that long.
+
+The configured budget is a ceiling, not a promise: other tools using the same credential draw on the same
+Google quota, and Google answers 429 without a ``Retry-After``. So each budget adapts (AIMD, as TCP
+does): a 429 cuts it to half, or to the requests Google did accept in the last window when that is
+fewer, and nothing more of that kind is sent until the window has passed (Google refills per-minute
+quotas per minute); every accepted request adds ``1 / budget`` back, about one request per minute of
+full use, up to the ceiling.
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+import msgspec
+
+from connector import metrics
 from connector.sheets.config import RateLimitSettings
 
-__all__ = ["RateLimiter", "RequestKind", "SlidingWindow", "shared_limiter"]
+__all__ = ["BudgetState", "RateLimiter", "RequestKind", "SlidingWindow", "shared_limiter"]
 
 RequestKind = Literal["read", "write"]
 WINDOW_SECONDS = 60.0
@@ -48,15 +58,27 @@ class SlidingWindow:
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()
+        self._paused_until = 0.0
         self._lock = threading.Lock()
 
     def set_limit(self, limit: int, min_interval: float) -> None:
-        """Change the budget from now on; the requests already sent still count in their window."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
+        """Change the number of acquisitions allowed per window (and their spacing)."""
         with self._lock:
-            self._limit = limit
+            self._limit = max(1, limit)
             self._min_interval = min_interval
+
+    def pause(self, seconds: float) -> None:
+        """Allow nothing for ``seconds`` from now (a longer pause already set is kept)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def recent(self) -> int:
+        """Acquisitions in the last window."""
+        with self._lock:
+            now = self._clock()
+            while self._sent and self._sent[0] <= now - self._window:
+                self._sent.popleft()
+            return len(self._sent)
 
     def try_acquire(self) -> float:
         """Take a slot and return 0.0, or take nothing and return the seconds until one frees up."""
@@ -73,6 +95,8 @@ class SlidingWindow:
             return self._delay(self._clock())
 
     def _delay(self, now: float) -> float:
+        if now < self._paused_until:
+            return max(self._paused_until - now, 1e-3)
         while self._sent and self._sent[0] <= now - self._window:
             self._sent.popleft()
         if self._sent and now < self._sent[-1] + self._min_interval:
@@ -91,8 +115,31 @@ class SlidingWindow:
         return waited
 
 
+class BudgetState(msgspec.Struct, frozen=True):
+    """Where one budget stands: requests per window now and at most, and the 429s met."""
+
+    kind: str
+    budget: float
+    ceiling: int
+    window_seconds: float
+    throttled: int
+    last_throttled_unix: float | None
+
+
+class _Budget:
+    """The adaptive budget of one kind of request (under the limiter's lock)."""
+
+    def __init__(self, kind: RequestKind, ceiling: int, window: SlidingWindow) -> None:
+        self.kind = kind
+        self.ceiling = ceiling
+        self.budget = float(ceiling)
+        self.window = window
+        self.throttled = 0
+        self.last_throttled_unix: float | None = None
+
+
 class RateLimiter:
-    """One read window and one write window for one credential."""
+    """One adaptive read budget and one adaptive write budget for one credential."""
 
     def __init__(
         self,
@@ -101,41 +148,101 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._windows: dict[RequestKind, SlidingWindow] = {
-            kind: SlidingWindow(limit, min_interval=interval, clock=clock, sleep=sleep)
-            for kind, (limit, interval) in _budgets(settings).items()
+        self._smooth = settings.smooth
+        self._window_seconds = settings.window_seconds
+        self._lock = threading.Lock()
+
+        def budget(kind: RequestKind, limit: int) -> _Budget:
+            window = SlidingWindow(
+                limit, settings.window_seconds, min_interval=self._spacing(limit), clock=clock, sleep=sleep
+            )
+            metrics.SHEETS_BUDGET.labels(kind).set(limit)
+            return _Budget(kind, limit, window)
+
+        self._budgets: dict[RequestKind, _Budget] = {
+            "read": budget("read", settings.reads_per_minute),
+            "write": budget("write", settings.writes_per_minute),
         }
 
+    def _spacing(self, limit: float) -> float:
+        return self._window_seconds / limit if self._smooth else 0.0
+
     def reconfigure(self, settings: RateLimitSettings) -> None:
-        """Take a new budget (a settings reload), keeping the record of the requests already sent."""
-        for kind, (limit, interval) in _budgets(settings).items():
-            self._windows[kind].set_limit(limit, interval)
+        """Take new ceilings (a settings reload), keeping the record of the requests already sent; a
+        budget cut by 429s stays cut, under the new ceiling."""
+        with self._lock:
+            self._smooth = settings.smooth
+            for state, ceiling in (
+                (self._budgets["read"], settings.reads_per_minute),
+                (self._budgets["write"], settings.writes_per_minute),
+            ):
+                state.ceiling = ceiling
+                self._set(state, min(state.budget, float(ceiling)) if state.throttled else float(ceiling))
 
     def acquire(self, kind: RequestKind) -> float:
         """Wait for budget for one request of this kind; returns the seconds waited."""
-        return self._windows[kind].acquire()
+        return self._budgets[kind].window.acquire()
 
     def ready_in(self, kind: RequestKind) -> float:
         """Seconds until a request of this kind would go without waiting (0.0: now)."""
-        return self._windows[kind].ready_in()
+        return self._budgets[kind].window.ready_in()
+
+    def accepted(self, kind: RequestKind) -> None:
+        """A request of this kind was not refused for quota: grow the budget by ``1 / budget``."""
+        with self._lock:
+            state = self._budgets[kind]
+            if state.budget < state.ceiling:
+                self._set(state, min(float(state.ceiling), state.budget + 1.0 / state.budget))
+
+    def throttled(self, kind: RequestKind, retry_after: float | None = None) -> None:
+        """Google answered 429 to a request of this kind: cut the budget and wait for the window."""
+        with self._lock:
+            state = self._budgets[kind]
+            state.throttled += 1
+            state.last_throttled_unix = time.time()
+            # The refused request is in the window too; what Google accepted is the rest.
+            accepted = max(1, state.window.recent() - 1)
+            self._set(state, max(1.0, min(state.budget / 2, float(accepted))))
+            if retry_after is None:
+                # Google did not say when: its per-minute quota refills within a window. (A Retry-After
+                # is waited for by the retry policy itself.)
+                state.window.pause(self._window_seconds)
+        metrics.SHEETS_THROTTLED.labels(kind).inc()
+
+    def _set(self, state: _Budget, budget: float) -> None:
+        state.budget = budget
+        state.window.set_limit(int(budget), self._spacing(budget))
+        metrics.SHEETS_BUDGET.labels(state.kind).set(budget)
+
+    def state(self) -> list[BudgetState]:
+        """Both budgets as they stand now."""
+        with self._lock:
+            return [
+                BudgetState(
+                    kind=b.kind,
+                    budget=round(b.budget, 2),
+                    ceiling=b.ceiling,
+                    window_seconds=self._window_seconds,
+                    throttled=b.throttled,
+                    last_throttled_unix=b.last_throttled_unix,
+                )
+                for b in self._budgets.values()
+            ]
 
 
-def _budgets(settings: RateLimitSettings) -> dict[RequestKind, tuple[int, float]]:
-    """Per kind of request: the limit per window and the least spacing between two requests."""
-
-    def budget(limit: int) -> tuple[int, float]:
-        return limit, WINDOW_SECONDS / limit if settings.smooth else 0.0
-
-    return {"read": budget(settings.reads_per_minute), "write": budget(settings.writes_per_minute)}
-
-
-_shared: dict[tuple[str, int, int, bool], RateLimiter] = {}
+_shared: dict[tuple[str, int, int, bool, float], RateLimiter] = {}
 _shared_lock = threading.Lock()
 
 
 def shared_limiter(credential_id: str, settings: RateLimitSettings) -> RateLimiter:
     """The process-wide limiter of a credential (one per credential and budget)."""
-    key = (credential_id, settings.reads_per_minute, settings.writes_per_minute, settings.smooth)
+    key = (
+        credential_id,
+        settings.reads_per_minute,
+        settings.writes_per_minute,
+        settings.smooth,
+        settings.window_seconds,
+    )
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:

@@ -1,5 +1,8 @@
 """The one retry policy of every Sheets request, and the mapping of failures onto typed errors.
 
+A sign-in that cannot reach Google's token endpoint is transient too; a sign-in Google refuses (a deleted
+or revoked key, a clock far off: ``invalid_grant``) is permanent, with a message saying what to check.
+
 Transient failures (429, 500, 502, 503, 504, timeouts, lost connections) are retried with exponential
 backoff and full jitter (tenacity's ``wait_random_exponential``), waiting at least as long as the server's
 ``Retry-After`` when it sends one, within a bounded number of attempts and a bounded total time. Anything
@@ -19,6 +22,7 @@ from datetime import UTC, datetime
 import msgspec
 import requests
 import tenacity
+from google.auth.exceptions import RefreshError, TransportError
 from gspread.exceptions import APIError
 
 from connector import metrics
@@ -72,10 +76,34 @@ def _api_error_message(error: APIError) -> str:
     return f"{status}: {text}" if status and not str(status).startswith("invalid JSON") else text
 
 
+SIGN_IN_ADVICE = (
+    "check that the service account's key is not deleted or disabled in the Google Cloud console "
+    "(IAM > Service accounts > Keys), that the key file is the current one, and that this machine's "
+    "clock is right (a clock minutes off makes Google refuse the sign-in with invalid_grant)"
+)
+
+
+def _sign_in_failure(spreadsheet_id: str, exc: RefreshError | TransportError) -> SheetsError:
+    """A failure to get an access token: unreachable token endpoint (transient) or a refusal."""
+    # google-auth puts its message first and the token endpoint's answer after it.
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    if isinstance(exc, TransportError):
+        return TransientSheetsError(
+            spreadsheet_id, f"cannot reach Google's sign-in (token endpoint): {detail}"
+        )
+    if exc.retryable:
+        return TransientSheetsError(spreadsheet_id, f"Google's sign-in failed for now: {detail}")
+    return PermanentSheetsError(
+        spreadsheet_id, f"Google refused the service account's sign-in ({detail}): {SIGN_IN_ADVICE}"
+    )
+
+
 def classify_failure(spreadsheet_id: str, exc: BaseException) -> SheetsError:
-    """Map a gspread/requests failure onto PermanentSheetsError or TransientSheetsError."""
+    """Map a gspread/requests/google-auth failure onto PermanentSheetsError or TransientSheetsError."""
     if isinstance(exc, SheetsError):
         return exc
+    if isinstance(exc, RefreshError | TransportError):
+        return _sign_in_failure(spreadsheet_id, exc)
     if isinstance(exc, APIError):
         status = exc.response.status_code
         cause = _api_error_message(exc)

@@ -22,16 +22,27 @@ from gspread.utils import absolute_range_name, rowcol_to_a1
 __all__ = [
     "GRID_FIELDS",
     "METADATA_FIELDS",
+    "GridArea",
+    "Lock",
     "SheetProperties",
     "SheetSnapshot",
     "column_letter",
     "parse_sheet_list",
     "parse_snapshots",
     "read_ranges",
+    "title_key",
 ]
 
 _PROPERTIES = "properties(sheetId,title,gridProperties(rowCount,columnCount))"
-GRID_FIELDS = f"sheets({_PROPERTIES},data(startRow,startColumn,rowData(values(effectiveValue))))"
+_GRID_RANGE = "sheetId,startRowIndex,endRowIndex,startColumnIndex,endColumnIndex"
+# Only what decides whether this caller may write a range: Google says so in requestingUserCanEdit.
+_PROTECTION = (
+    f"protectedRanges(range({_GRID_RANGE}),unprotectedRanges({_GRID_RANGE}),"
+    "warningOnly,requestingUserCanEdit)"
+)
+GRID_FIELDS = (
+    f"sheets({_PROPERTIES},{_PROTECTION},data(startRow,startColumn,rowData(values(effectiveValue))))"
+)
 METADATA_FIELDS = f"sheets.{_PROPERTIES}"
 
 
@@ -42,6 +53,56 @@ class SheetProperties(msgspec.Struct, frozen=True):
     sheet_id: int
     row_count: int
     column_count: int
+
+    @property
+    def cells(self) -> int:
+        """Cells in the grid (what Google's per-spreadsheet cell limit counts)."""
+        return self.row_count * self.column_count
+
+
+class GridArea(msgspec.Struct, frozen=True):
+    """A rectangle of a sheet, 0-based and half-open; None on an end runs to the edge of the grid."""
+
+    start_row: int = 0
+    end_row: int | None = None
+    start_col: int = 0
+    end_col: int | None = None
+
+    @property
+    def whole_sheet(self) -> bool:
+        """Whether the area is the whole sheet."""
+        return (self.start_row, self.end_row, self.start_col, self.end_col) == (0, None, 0, None)
+
+    def overlaps(self, other: GridArea) -> bool:
+        """Whether the two areas share a cell."""
+        return _spans_overlap(self.start_row, self.end_row, other.start_row, other.end_row) and (
+            _spans_overlap(self.start_col, self.end_col, other.start_col, other.end_col)
+        )
+
+    def contains(self, other: GridArea) -> bool:
+        """Whether every cell of ``other`` is in this area."""
+        return _span_contains(self.start_row, self.end_row, other.start_row, other.end_row) and (
+            _span_contains(self.start_col, self.end_col, other.start_col, other.end_col)
+        )
+
+
+def _spans_overlap(a0: int, a1: int | None, b0: int, b1: int | None) -> bool:
+    return (a1 is None or b0 < a1) and (b1 is None or a0 < b1)
+
+
+def _span_contains(a0: int, a1: int | None, b0: int, b1: int | None) -> bool:
+    return a0 <= b0 and (a1 is None or (b1 is not None and b1 <= a1))
+
+
+class Lock(msgspec.Struct, frozen=True):
+    """A protected range this caller may not edit, with the areas inside it left unprotected."""
+
+    area: GridArea
+    unprotected: tuple[GridArea, ...] = ()
+
+    def forbids(self, written: GridArea) -> bool:
+        """Whether writing ``written`` would edit a protected cell."""
+        return self.area.overlaps(written) and not any(u.contains(written) for u in self.unprotected)
 
 
 # The parts of Google's Spreadsheet resource that a read asks for, decoded straight from the answer's
@@ -77,8 +138,24 @@ class _Properties(msgspec.Struct):
     gridProperties: _GridProperties = msgspec.field(default_factory=_GridProperties)
 
 
+class _GridRange(msgspec.Struct):
+    startRowIndex: int = 0
+    endRowIndex: int | None = None
+    startColumnIndex: int = 0
+    endColumnIndex: int | None = None
+
+
+class _ProtectedRange(msgspec.Struct):
+    range: _GridRange = msgspec.field(default_factory=_GridRange)
+    unprotectedRanges: list[_GridRange] = msgspec.field(default_factory=list)
+    warningOnly: bool = False
+    # Absent means Google did not say; only an explicit false is taken as "may not edit".
+    requestingUserCanEdit: bool = True
+
+
 class _Sheet(msgspec.Struct):
     properties: _Properties = msgspec.field(default_factory=_Properties)
+    protectedRanges: list[_ProtectedRange] = msgspec.field(default_factory=list)
     data: list[_GridData] = msgspec.field(default_factory=list)
 
 
@@ -92,15 +169,18 @@ _decoder = msgspec.json.Decoder(_Spreadsheet)
 class SheetSnapshot(msgspec.Struct, frozen=True):
     """What one read showed of a worksheet: properties, header row, and key column.
 
-    ``header`` holds the texts of row 1 with trailing blanks dropped. ``key_cells[i]`` is the text of the
-    key column in sheet row ``i + 2`` (None when empty); ``key_column`` is the 0-based column they were
-    read from, or None when no key column was read.
+    ``header`` holds the texts of the header row (row 1 unless told otherwise) with trailing blanks
+    dropped. ``key_cells[i]`` is the text of the key column in the ``i + 1``-th row under it (None when
+    empty); ``key_column`` is the 0-based column they were
+    read from, or None when no key column was read. ``locks`` are the protected ranges of the sheet that
+    this caller may not edit.
     """
 
     properties: SheetProperties
     header: tuple[str, ...]
     key_column: int | None
     key_cells: tuple[str | None, ...]
+    locks: tuple[Lock, ...] = ()
 
 
 def column_letter(index: int) -> str:
@@ -108,12 +188,13 @@ def column_letter(index: int) -> str:
     return rowcol_to_a1(1, index + 1)[:-1]
 
 
-def read_ranges(title: str, key_column: int | None) -> list[str]:
-    """The A1 ranges one worksheet contributes to the read: its header row and, if known, its key column."""
-    ranges = [absolute_range_name(title, "1:1")]
+def read_ranges(title: str, key_column: int | None, header_row: int = 1) -> list[str]:
+    """The A1 ranges one worksheet contributes to the read: its header row and, if known, its key column
+    below it."""
+    ranges = [absolute_range_name(title, f"{header_row}:{header_row}")]
     if key_column is not None:
         letter = column_letter(key_column)
-        ranges.append(absolute_range_name(title, f"{letter}2:{letter}"))
+        ranges.append(absolute_range_name(title, f"{letter}{header_row + 1}:{letter}"))
     return ranges
 
 
@@ -154,30 +235,58 @@ def _properties(sheet: _Sheet) -> SheetProperties:
     return SheetProperties(props.title, props.sheetId, grid.rowCount, grid.columnCount)
 
 
+def title_key(title: str) -> str:
+    """A worksheet title as Google compares titles: without regard to case ("Customers" is "customers")."""
+    return title.casefold()
+
+
 def parse_sheet_list(body: bytes) -> dict[str, SheetProperties]:
-    """Title -> properties of every worksheet in a ``spreadsheets.get`` answer (msgspec.DecodeError if bad)."""
-    return {p.title: p for p in map(_properties, _decoder.decode(body).sheets)}
+    """:func:`title_key` -> properties of every worksheet in a ``spreadsheets.get`` answer.
+
+    Raises msgspec.DecodeError for an answer that is not a Spreadsheet.
+    """
+    return {title_key(p.title): p for p in map(_properties, _decoder.decode(body).sheets)}
 
 
-def parse_snapshots(body: bytes, asked: Mapping[str, int | None]) -> dict[str, SheetSnapshot]:
+def _area(grid: _GridRange) -> GridArea:
+    return GridArea(grid.startRowIndex, grid.endRowIndex, grid.startColumnIndex, grid.endColumnIndex)
+
+
+def _locks(sheet: _Sheet) -> tuple[Lock, ...]:
+    """The protected ranges Google says this caller cannot edit (warning-only ones can be edited)."""
+    return tuple(
+        Lock(_area(p.range), tuple(_area(u) for u in p.unprotectedRanges))
+        for p in sheet.protectedRanges
+        if not p.requestingUserCanEdit and not p.warningOnly
+    )
+
+
+def parse_snapshots(
+    body: bytes, asked: Mapping[str, int | None], header_rows: Mapping[str, int] | None = None
+) -> dict[str, SheetSnapshot]:
     """Snapshots from a ``spreadsheets.get`` answer to the ranges of ``asked`` (title -> key column read).
 
-    Worksheets absent from the answer are left out. Each worksheet's ``data`` holds one GridData per range
-    asked for; the header range starts at row 0 and the key column range at row 1, which tells them apart.
-    Raises msgspec.DecodeError for an answer that is not a Spreadsheet (e.g. cut short).
+    Snapshots are keyed by the titles asked for, matched as Google matches titles (:func:`title_key`);
+    the snapshot's properties carry the sheet's own title. Worksheets absent from the answer are left
+    out. Each worksheet's ``data`` holds one GridData per range asked for; the header range starts at
+    the header row (``header_rows``: title -> 1-based row, 1 when not given) and the key column range at
+    the row under it, which tells them apart. Raises msgspec.DecodeError for an answer that is not a
+    Spreadsheet (e.g. cut short).
     """
+    by_key = {title_key(title): title for title in asked}
     snapshots: dict[str, SheetSnapshot] = {}
     for sheet in _decoder.decode(body).sheets:
         properties = _properties(sheet)
-        if properties.title not in asked:
+        title = by_key.get(title_key(properties.title))
+        if title is None:
             continue
         header: tuple[str, ...] = ()
         key_cells: tuple[str | None, ...] = ()
         for grid in sheet.data:
-            if grid.startRow == 0:
+            if grid.startRow == (header_rows or {}).get(title, 1) - 1:
                 first = grid.rowData[0].values if grid.rowData else []
                 header = _trim([""] * grid.startColumn + [_cell_text(cell) or "" for cell in first])
             else:
                 key_cells = tuple(_cell_text(row.values[0]) if row.values else None for row in grid.rowData)
-        snapshots[properties.title] = SheetSnapshot(properties, header, asked[properties.title], key_cells)
+        snapshots[title] = SheetSnapshot(properties, header, asked[title], key_cells, _locks(sheet))
     return snapshots

@@ -14,6 +14,16 @@ The three steps run inside the single tenacity policy (:mod:`connector.sheets.re
 anywhere, including a write whose answer was lost, starts the cycle again from the read, so a write that
 was in fact applied is seen as applied and its new rows are updated, not appended a second time.
 
+Worksheets that must not be written now are held back and reported (``FlushReport.blocked``) while the
+other worksheets are written (:mod:`connector.sheets.blocking`): a worksheet whose key header is missing
+from row 1 while it has data rows, and one where the plan would edit a range protected against this
+account (Google says so per range in ``requestingUserCanEdit``, read with the header rows). Should Google
+refuse a write as protected anyway, each worksheet is written on its own and those refused are held back.
+A flush that would take the spreadsheet past Google's 10,000,000-cell limit is refused before writing.
+
+Worksheet titles are matched as Google matches them, without regard to case: a tab a person renamed from
+"Customers" to "customers" is still the one written.
+
 Extra requests happen only off the steady path, and each is logged: on the first flush after start-up
 when a worksheet must be created or has vanished (the read naming it is refused with 400, then the list
 of worksheets is fetched); when a person moved the key column since the last flush (its new column is read
@@ -31,15 +41,25 @@ from typing import Any, TypeVar
 
 import msgspec
 import requests
+from google.auth.exceptions import RefreshError, TransportError
 from gspread.exceptions import APIError
 from gspread.urls import SPREADSHEET_BATCH_UPDATE_URL, SPREADSHEET_URL
 
 from connector import metrics
+from connector.sheets.blocking import (
+    MAX_SPREADSHEET_CELLS,
+    BlockedWorksheet,
+    cell_growth,
+    is_cell_limit_error,
+    is_protection_error,
+    missing_key_header,
+    protected_reason,
+)
 from connector.sheets.client import SheetsConnection, connect
 from connector.sheets.config import RateLimitSettings, SheetsSettings
 from connector.sheets.errors import PermanentSheetsError, TransientSheetsError
 from connector.sheets.plan import WorksheetBatch, WorksheetPlan, new_sheet_id, pack_requests, plan_worksheet
-from connector.sheets.ratelimit import RateLimiter, RequestKind, shared_limiter
+from connector.sheets.ratelimit import BudgetState, RateLimiter, RequestKind, shared_limiter
 from connector.sheets.retry import classify_failure, retry_policy
 from connector.sheets.snapshot import (
     GRID_FIELDS,
@@ -49,9 +69,10 @@ from connector.sheets.snapshot import (
     parse_sheet_list,
     parse_snapshots,
     read_ranges,
+    title_key,
 )
 
-__all__ = ["FlushReport", "SheetWriter", "WorksheetReport"]
+__all__ = ["BlockedWorksheet", "FlushReport", "SheetWriter", "WorksheetReport"]
 
 log = logging.getLogger("connector.sheets")
 _T = TypeVar("_T")
@@ -78,6 +99,8 @@ class FlushReport(msgspec.Struct, frozen=True):
     write_requests: int
     attempts: int
     rate_limit_wait: float
+    # Worksheets not written by this flush, with why (their rows must wait); the others were written.
+    blocked: tuple[BlockedWorksheet, ...] = ()
 
     @property
     def requests(self) -> int:
@@ -114,10 +137,18 @@ class FlushReport(msgspec.Struct, frozen=True):
 
 
 class _Remembered(msgspec.Struct, frozen=True):
-    """What the last successful flush left in a worksheet: its header row and key column."""
+    """What the last successful flush left in a worksheet: its title there, header row and key column."""
 
     header: tuple[str, ...]
     key_column: int
+    sheet_title: str
+
+
+class _Outcome(msgspec.Struct, frozen=True):
+    """What one cycle wrote, and what it held back."""
+
+    plans: list[WorksheetPlan]
+    blocked: dict[str, str]
 
 
 class _Stats:
@@ -169,8 +200,13 @@ class SheetWriter:
         self._limiter.reconfigure(settings)
 
     def ready_in(self) -> float:
-        """Seconds until a flush could start without waiting for the request budget (0.0: now)."""
-        return self._limiter.ready_in("read")
+        """Seconds until a flush (a read, then a write) could go without waiting for the request budget
+        (0.0: now); after a 429 that is the rest of the quota window."""
+        return max(self._limiter.ready_in("read"), self._limiter.ready_in("write"))
+
+    def budget(self) -> list[BudgetState]:
+        """The request budgets of this writer's credential as they stand (cut by 429s)."""
+        return self._limiter.state()
 
     def forget(self, spreadsheet_id: str) -> None:
         """Drop what the writer remembers of a spreadsheet; the next flush starts from a fresh look."""
@@ -191,25 +227,23 @@ class SheetWriter:
         Raises PermanentSheetsError at once on 400/403/404, TransientSheetsError when retries run out.
         """
         titles = [batch.title for batch in batches]
-        if len(set(titles)) != len(titles):
-            raise ValueError(f"a flush names a worksheet twice: {titles}")
+        if len({title_key(title) for title in titles}) != len(titles):
+            raise ValueError(f"a flush names a worksheet twice (titles are compared without case): {titles}")
         stats = _Stats(before_write)
         if not batches:
-            return self._report(spreadsheet_id, [], stats)
+            return self._report(spreadsheet_id, _Outcome([], {}), stats)
         with self._lock_for(spreadsheet_id):
             for attempt in retry_policy(self._settings.retry, self._sleep):
                 with attempt:
-                    plans = self._attempt(spreadsheet_id, batches, stats)
-        return self._report(spreadsheet_id, plans, stats)
+                    outcome = self._attempt(spreadsheet_id, batches, stats)
+        return self._report(spreadsheet_id, outcome, stats)
 
     def _lock_for(self, spreadsheet_id: str) -> threading.Lock:
         """The lock serialising flushes of one spreadsheet."""
         with self._guard:
             return self._locks.setdefault(spreadsheet_id, threading.Lock())
 
-    def _attempt(
-        self, spreadsheet_id: str, batches: Sequence[WorksheetBatch], stats: _Stats
-    ) -> list[WorksheetPlan]:
+    def _attempt(self, spreadsheet_id: str, batches: Sequence[WorksheetBatch], stats: _Stats) -> _Outcome:
         """One read-plan-write cycle, run once more from a fresh look if the API calls it a bad request."""
         stats.attempts += 1
         stats.refreshed = False
@@ -224,25 +258,31 @@ class SheetWriter:
 
     def _cycle(
         self, spreadsheet_id: str, batches: Sequence[WorksheetBatch], stats: _Stats, *, refresh: bool
-    ) -> list[WorksheetPlan]:
+    ) -> _Outcome:
         """Read header rows and key columns, plan, write; remember the result for the next flush."""
         with self._guard:
             remembered = dict(self._remembered.get(spreadsheet_id, {}))
         taken_ids: set[int] = set()
+        # The title to name each worksheet by in ranges: as the sheet spells it, once known.
+        names = {title: memory.sheet_title for title, memory in remembered.items()}
+        header_rows = {batch.title: batch.header_row for batch in batches}
+        existing: dict[str, SheetProperties] | None = None
         if refresh:
             stats.refreshed = True
             existing = self._fetch_properties(spreadsheet_id, stats)
             taken_ids = {p.sheet_id for p in existing.values()}
+            found = {b.title: existing[title_key(b.title)] for b in batches if title_key(b.title) in existing}
+            names = {title: properties.title for title, properties in found.items()}
             asked = {
-                b.title: _guess_key_column(b, remembered.get(b.title), existing[b.title])
+                b.title: _guess_key_column(b, remembered.get(b.title), found[b.title])
                 for b in batches
-                if b.title in existing
+                if b.title in found
             }
-            snapshots = self._read(spreadsheet_id, asked, stats) if asked else {}
+            snapshots = self._read(spreadsheet_id, asked, names, header_rows, stats) if asked else {}
         else:
             asked = {b.title: _guess_key_column(b, remembered.get(b.title), None) for b in batches}
             try:
-                snapshots = self._read(spreadsheet_id, asked, stats)
+                snapshots = self._read(spreadsheet_id, asked, names, header_rows, stats)
             except PermanentSheetsError as exc:
                 if exc.status != 400:
                     raise
@@ -261,28 +301,119 @@ class SheetWriter:
         snapshots = self._read_moved_key_columns(spreadsheet_id, batches, snapshots, stats)
 
         plans: list[WorksheetPlan] = []
+        blocked: dict[str, str] = {}
         for batch in batches:
             sheet_id = new_sheet_id(batch.title, taken_ids)
             taken_ids.add(sheet_id)
             previous = remembered.get(batch.title)
-            plans.append(
-                plan_worksheet(
+            snapshot = snapshots.get(batch.title)
+            reason = missing_key_header(batch, snapshot, previous.header if previous else ())
+            if reason is None:
+                plan = plan_worksheet(
                     batch,
-                    snapshots.get(batch.title),
+                    snapshot,
                     new_sheet_id=sheet_id,
                     previous_header=previous.header if previous else (),
                     max_request_bytes=self._settings.max_request_bytes,
                 )
-            )
-        sub_requests = [request for plan in plans for request in plan.requests]
-        for body in pack_requests(sub_requests, self._settings.max_request_bytes):
-            self._write(spreadsheet_id, body, stats)
+                reason = protected_reason(plan, snapshot)
+            if reason is None:
+                plans.append(plan)
+            else:
+                blocked[batch.title] = reason
+        self._check_cell_limit(spreadsheet_id, plans, snapshots, existing, stats)
+        written = self._write_plans(spreadsheet_id, plans, blocked, stats)
         with self._guard:
             self._remembered[spreadsheet_id] = {
                 **self._remembered.get(spreadsheet_id, {}),
-                **{p.title: _Remembered(p.layout.header, p.key_column) for p in plans},
+                **{
+                    p.title: _Remembered(p.layout.header, p.key_column, _sheet_title(p, snapshots))
+                    for p in written
+                },
             }
-        return plans
+        return _Outcome(written, blocked)
+
+    def _check_cell_limit(
+        self,
+        spreadsheet_id: str,
+        plans: Sequence[WorksheetPlan],
+        snapshots: Mapping[str, SheetSnapshot],
+        existing: Mapping[str, SheetProperties] | None,
+        stats: _Stats,
+    ) -> None:
+        """Refuse a flush that would grow the spreadsheet past Google's cell limit, before writing it.
+
+        ``existing`` is every worksheet when this cycle fetched the list. Otherwise the read showed only
+        the flush's own worksheets; when they and the growth reach half the limit, the grid sizes of every
+        worksheet are fetched to count exactly.
+        """
+        growth = sum(cell_growth(plan, snapshots.get(plan.title)) for plan in plans)
+        if growth == 0:
+            return
+        if existing is None:
+            known = sum(snapshot.properties.cells for snapshot in snapshots.values())
+            if known + growth <= MAX_SPREADSHEET_CELLS // 2:
+                return
+            existing = self._fetch_properties(spreadsheet_id, stats)
+        total = sum(p.cells for p in existing.values())
+        if total + growth > MAX_SPREADSHEET_CELLS:
+            what = (
+                f"writing would take the spreadsheet from {total:,} to {total + growth:,} cells, past "
+                f"Google's limit of {MAX_SPREADSHEET_CELLS:,} cells per spreadsheet"
+            )
+            raise PermanentSheetsError(spreadsheet_id, _cell_limit_message(what))
+
+    def _write_plans(
+        self, spreadsheet_id: str, plans: list[WorksheetPlan], blocked: dict[str, str], stats: _Stats
+    ) -> list[WorksheetPlan]:
+        """Write the plans in as few batchUpdates as fit; the plans that were written.
+
+        Should Google refuse the first batchUpdate (so nothing of it was applied) as editing a protected
+        range, each worksheet is written on its own and the refused ones are added to ``blocked``.
+        """
+        sub_requests = [request for plan in plans for request in plan.requests]
+        try:
+            self._write_bodies(spreadsheet_id, sub_requests, stats)
+        except _RefusedFirst as refused:
+            if not is_protection_error(refused.error.cause):
+                raise refused.error from None
+            log.warning(
+                "spreadsheet %s: %s; writing each worksheet on its own", spreadsheet_id, refused.error
+            )
+        else:
+            return plans
+        written: list[WorksheetPlan] = []
+        for plan in plans:
+            try:
+                self._write_bodies(spreadsheet_id, list(plan.requests), stats)
+            except _RefusedFirst as refused:
+                if not is_protection_error(refused.error.cause):
+                    raise refused.error from None
+                blocked[plan.title] = (
+                    f"worksheet {plan.title!r}: Google refused the write: {refused.error.cause} (the service "
+                    "account is not an editor of a protected range there): its rows wait until the owner "
+                    "adds the account as an editor or removes the protection"
+                )
+                continue
+            written.append(plan)
+        return written
+
+    def _write_bodies(self, spreadsheet_id: str, sub_requests: list[dict[str, Any]], stats: _Stats) -> None:
+        """Send sub-requests in batchUpdates of at most max_request_bytes, in order.
+
+        A permanent refusal of the first body is raised as _RefusedFirst (nothing was applied); of a later
+        one, as itself (earlier bodies were applied, so the cycle must start again from a fresh read).
+        """
+        for index, body in enumerate(pack_requests(sub_requests, self._settings.max_request_bytes)):
+            try:
+                self._write(spreadsheet_id, body, stats)
+            except PermanentSheetsError as exc:
+                if is_cell_limit_error(exc.cause):
+                    what = f"Google refused the write: {exc.cause}"
+                    raise PermanentSheetsError(spreadsheet_id, _cell_limit_message(what), exc.status) from exc
+                if index == 0:
+                    raise _RefusedFirst(exc) from exc
+                raise
 
     def _read_moved_key_columns(
         self,
@@ -298,15 +429,17 @@ class SheetWriter:
             column = _key_position(batch, snapshot) if snapshot is not None else None
             if snapshot is None or column is None or column == snapshot.key_column:
                 continue
-            if snapshot.properties.row_count < 2:
-                # A grid of one row has no key cells to read (and a range below it would be refused).
+            if snapshot.properties.row_count <= batch.header_row:
+                # A grid that ends at the header has no key cells to read (a range below it is refused).
                 snapshots = {**snapshots, batch.title: msgspec.structs.replace(snapshot, key_column=column)}
                 continue
             moved[batch.title] = column
         if not moved:
             return snapshots
         log.info("spreadsheet %s: key columns moved %s; reading them there", spreadsheet_id, moved)
-        again = self._read(spreadsheet_id, moved, stats)
+        names = {title: snapshots[title].properties.title for title in moved}
+        header_rows = {batch.title: batch.header_row for batch in batches}
+        again = self._read(spreadsheet_id, moved, names, header_rows, stats)
         for batch in batches:
             snapshot = again.get(batch.title)
             if snapshot is not None and _key_position(batch, snapshot) != snapshot.key_column:
@@ -321,12 +454,27 @@ class SheetWriter:
         return self._get(spreadsheet_id, params, stats, parse_sheet_list)
 
     def _read(
-        self, spreadsheet_id: str, asked: Mapping[str, int | None], stats: _Stats
+        self,
+        spreadsheet_id: str,
+        asked: Mapping[str, int | None],
+        names: Mapping[str, str],
+        header_rows: Mapping[str, int],
+        stats: _Stats,
     ) -> dict[str, SheetSnapshot]:
-        """One spreadsheets.get of the header rows and key columns of ``asked`` (title -> key column)."""
-        ranges = [a1 for title, column in asked.items() for a1 in read_ranges(title, column)]
+        """One spreadsheets.get of the header rows and key columns of ``asked`` (title -> key column).
+
+        ``names`` gives the title a worksheet has in the sheet where it differs from ours (in case only);
+        ``header_rows`` the row each worksheet's headers are in.
+        """
+        ranges = [
+            a1
+            for title, column in asked.items()
+            for a1 in read_ranges(names.get(title, title), column, header_rows.get(title, 1))
+        ]
         params: dict[str, Any] = {"ranges": ranges, "fields": GRID_FIELDS, "includeGridData": "true"}
-        return self._get(spreadsheet_id, params, stats, lambda body: parse_snapshots(body, asked))
+        return self._get(
+            spreadsheet_id, params, stats, lambda body: parse_snapshots(body, asked, header_rows)
+        )
 
     def _get(
         self, spreadsheet_id: str, params: dict[str, Any], stats: _Stats, parse: Callable[[bytes], _T]
@@ -369,10 +517,20 @@ class SheetWriter:
             stats.writes += 1
         try:
             result = call()
-        except (APIError, requests.RequestException, msgspec.DecodeError) as exc:
+        except (
+            APIError,
+            requests.RequestException,
+            msgspec.DecodeError,
+            RefreshError,
+            TransportError,
+        ) as exc:
             error = classify_failure(spreadsheet_id, exc)
             self._count(kind, str(error.status or type(exc).__name__), spreadsheet_id)
+            if error.status == 429:
+                retry_after = error.retry_after if isinstance(error, TransientSheetsError) else None
+                self._limiter.throttled(kind, retry_after)
             raise error from exc
+        self._limiter.accepted(kind)
         self._count(kind, "200", spreadsheet_id)
         return result
 
@@ -381,10 +539,12 @@ class SheetWriter:
         if self.on_request is not None:
             self.on_request(kind, status, spreadsheet_id)
 
-    def _report(self, spreadsheet_id: str, plans: Sequence[WorksheetPlan], stats: _Stats) -> FlushReport:
+    def _report(self, spreadsheet_id: str, outcome: _Outcome, stats: _Stats) -> FlushReport:
         """Log what changed and build the report."""
         worksheets: list[WorksheetReport] = []
-        for plan in plans:
+        for title, reason in outcome.blocked.items():
+            log.warning("spreadsheet %s: %r not written: %s", spreadsheet_id, title, reason)
+        for plan in outcome.plans:
             if plan.created:
                 log.info("spreadsheet %s: created worksheet %r", spreadsheet_id, plan.title)
             elif plan.layout.added:
@@ -425,7 +585,30 @@ class SheetWriter:
             write_requests=stats.writes,
             attempts=stats.attempts,
             rate_limit_wait=stats.waited,
+            blocked=tuple(BlockedWorksheet(title, reason) for title, reason in outcome.blocked.items()),
         )
+
+
+class _RefusedFirst(Exception):
+    """The first batchUpdate of a write was refused for good: nothing of the write was applied."""
+
+    def __init__(self, error: PermanentSheetsError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _cell_limit_message(what: str) -> str:
+    """``what`` happened with Google's limit of cells per spreadsheet, and what a person can do."""
+    return (
+        f"{what}; delete empty rows or columns or unused tabs (every cell of every tab's grid counts), or "
+        "map the company to another spreadsheet, then retry the failed events"
+    )
+
+
+def _sheet_title(plan: WorksheetPlan, snapshots: Mapping[str, SheetSnapshot]) -> str:
+    """The title the worksheet has in the sheet (ours, unless a person changed its case)."""
+    snapshot = snapshots.get(plan.title)
+    return snapshot.properties.title if snapshot is not None else plan.title
 
 
 def _key_position(batch: WorksheetBatch, snapshot: SheetSnapshot) -> int | None:
@@ -438,6 +621,8 @@ def _guess_key_column(
 ) -> int | None:
     """The column to read keys from before the header is seen: last flush's, else its place in our headers."""
     column = remembered.key_column if remembered is not None else list(batch.headers).index(batch.key_header)
-    if properties is not None and (column >= properties.column_count or properties.row_count < 2):
+    if properties is not None and (
+        column >= properties.column_count or properties.row_count <= batch.header_row
+    ):
         return None
     return column

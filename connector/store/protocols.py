@@ -92,8 +92,11 @@ class Claims(Protocol):
         :meth:`FlushLog.commit_flush`, fenced); how many were settled."""
         ...
 
-    def release(self, owner: str, ids: Iterable[int], retry_at_ms: int | None = None) -> None:
-        """Give back events this owner still leases; with ``retry_at_ms``, not claimable before then."""
+    def release(
+        self, owner: str, ids: Iterable[int], retry_at_ms: int | None = None, error: str | None = None
+    ) -> None:
+        """Give back events this owner still leases; with ``retry_at_ms``, not claimable before then;
+        ``error`` says why they wait (``failed(waiting=True)`` lists them until they are done)."""
         ...
 
     def park_unrouted(self, company_ids: Sequence[int], now: int | None = None) -> int:
@@ -101,7 +104,8 @@ class Claims(Protocol):
         ...
 
     def requeue(self, status: Literal["failed", "unrouted"], company_id: int | None = None) -> int:
-        """Put parked or unrouted events back to pending (all, or one company's); how many."""
+        """Put parked or unrouted events back to pending (all, or one company's), their error cleared;
+        how many."""
         ...
 
     def lease_owners(self, now: int | None = None) -> set[str]:
@@ -120,8 +124,11 @@ class Claims(Protocol):
         """Pending events per company, with the receive time of the oldest."""
         ...
 
-    def failed(self, company_id: int | None = None, limit: int = 100) -> list[FailedEvent]:
-        """Parked events, oldest first, with their error."""
+    def failed(
+        self, company_id: int | None = None, limit: int = 100, *, waiting: bool = False
+    ) -> list[FailedEvent]:
+        """Parked events, oldest first, with their error; ``waiting``: instead, pending events given back
+        with a reason (a worksheet held back, Google unreachable), which are retried by themselves."""
         ...
 
     def events_of(self, company_id: int, batch: int = 1000) -> Iterator[list[StoredEvent]]:

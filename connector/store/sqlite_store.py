@@ -188,11 +188,13 @@ class SqliteStore:
             )
             return db.total_changes - before
 
-    def release(self, owner: str, ids: Iterable[int], retry_at_ms: int | None = None) -> None:
-        params = [(retry_at_ms, event_id, owner) for event_id in ids]
+    def release(
+        self, owner: str, ids: Iterable[int], retry_at_ms: int | None = None, error: str | None = None
+    ) -> None:
+        params = [(retry_at_ms, error, event_id, owner) for event_id in ids]
         with self._db() as db:
             db.executemany(
-                "UPDATE events SET lease_owner = NULL, lease_until = ?"
+                "UPDATE events SET lease_owner = NULL, lease_until = ?, last_error = ?"
                 " WHERE id = ? AND lease_owner = ? AND status IN ('pending', 'backfill')",
                 params,
             )
@@ -208,7 +210,10 @@ class SqliteStore:
             ).rowcount
 
     def requeue(self, status: Literal["failed", "unrouted"], company_id: int | None = None) -> int:
-        sql = "UPDATE events SET status = 'pending', lease_until = NULL, updated_ms = ? WHERE status = ?"
+        sql = (
+            "UPDATE events SET status = 'pending', lease_until = NULL, last_error = NULL, updated_ms = ?"
+            " WHERE status = ?"
+        )
         params: tuple[object, ...] = (now_ms(), status)
         if company_id is not None:
             sql += " AND company_id = ?"
@@ -244,9 +249,13 @@ class SqliteStore:
         with self._db(write=False) as db:
             return [CompanyLag(*row) for row in db.execute(LAG)]
 
-    def failed(self, company_id: int | None = None, limit: int = 100) -> list[FailedEvent]:
+    def failed(
+        self, company_id: int | None = None, limit: int = 100, *, waiting: bool = False
+    ) -> list[FailedEvent]:
         sql = "SELECT id, company_id, event_type, received_ms, attempts, COALESCE(last_error, '') FROM events"
-        sql += " WHERE status = 'failed'"
+        sql += (
+            " WHERE status = 'pending' AND last_error IS NOT NULL" if waiting else " WHERE status = 'failed'"
+        )
         params: tuple[object, ...] = ()
         if company_id is not None:
             sql += " AND company_id = ?"

@@ -122,6 +122,8 @@ class WorksheetSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     entity: Entity
     key: str
     columns: Annotated[list[ColumnSettings], msgspec.Meta(min_length=1)]
+    # The row the headers are in (1: the first); rows above it are a person's (a title, notes).
+    header_row: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
 
 
 class CompanySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -379,6 +381,7 @@ class WorksheetMapping:
     entity: Entity
     key_header: str
     columns: tuple[ColumnMapping, ...]
+    header_row: int = 1
 
     @property
     def headers(self) -> list[str]:
@@ -576,7 +579,7 @@ def _resolve_worksheet(
             f"the key column of a {sheet.entity} worksheet must show {key_source}, which identifies a row; "
             f"{key!r} shows {columns[by_header[key]].source.name}",
         )
-    return WorksheetMapping(company_id, sheet.title, sheet.entity, key, tuple(columns))
+    return WorksheetMapping(company_id, sheet.title, sheet.entity, key, tuple(columns), sheet.header_row)
 
 
 def _resolve_column(

@@ -16,7 +16,9 @@ spreadsheet is one critical section (the flush protocol of DESIGN.md):
    events ``done`` (:meth:`FlushLog.commit_flush`); release the lock.
 
 A permanent Sheets error parks the events as ``failed`` with the error; a transient one gives them back to
-be retried after a back-off, while other spreadsheets go on. A flush that lost its lock gives its events
+be retried after a back-off, while other spreadsheets go on. Events with rows in a worksheet the writer
+held back (its key header missing, a protected range: ``FlushReport.blocked``) are given back with the
+reason and a back-off, and come back by themselves; the spreadsheet's other events are done. A flush that lost its lock gives its events
 back: the lock's new holder folds them into the newest state and writes their rows again. Folding is
 idempotent and order-free (per-field last-writer-wins), so an event processed twice leaves the same rows.
 """
@@ -31,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connector import metrics
+from connector.budget_file import save_budget
 from connector.errors import StaleFence
 from connector.events import EventDecodeError, UnknownEvent, decode_body
 from connector.journal import Journal
@@ -43,6 +46,7 @@ from connector.store import open_work_store
 from connector.store.owners import is_gone, owner_id
 from connector.store.protocols import WorkStore
 from connector.store.records import CSV_IMPORT_ENDPOINT, Fence, PendingWork, StoredEvent, now_ms
+from connector.sync.blocked import held_events, held_message
 from connector.sync.hold import Hold, LockLost
 from connector.sync.mapping import CompanyMapping, load_mapping, rows_for
 from connector.sync.routing import Router
@@ -280,8 +284,9 @@ class Worker:
             batches = worksheet_batches(mappings, touched, logged)
             with metrics.FLUSH_SECONDS.time():
                 flushed = self.writer.flush(spreadsheet_id, batches, before_write=hold.check)
+            held = held_events(mappings, touched, items, logged, flushed.blocked) if flushed.blocked else {}
             hold.check()
-            self.store.commit_flush(fence, touched, ids, label)
+            self.store.commit_flush(fence, touched, [i for i in ids if i not in held], label)
         except (LockLost, StaleFence) as exc:
             log.warning("%s; its %d events go back to be written by the lock's holder", exc, len(ids))
             self.store.release(self.owner, ids)
@@ -296,25 +301,24 @@ class Worker:
             self._journal_error(spreadsheet_id, label, len(ids), started, str(exc))
             return
         except SheetsError as exc:
-            self._failures[spreadsheet_id] += 1
-            delay = min(
-                self.settings.backoff_ms * 2 ** (self._failures[spreadsheet_id] - 1),
-                self.settings.max_backoff_ms,
-            )
+            delay = self._backoff(spreadsheet_id)
             log.warning(
                 "spreadsheet %s: %s; retrying its %d events in %d ms", spreadsheet_id, exc, len(ids), delay
             )
-            self.store.release(self.owner, ids, retry_at_ms=self._clock() + delay)
+            self.store.release(self.owner, ids, retry_at_ms=self._clock() + delay, error=str(exc))
             self.store.record_flush(spreadsheet_id, label, error=str(exc))
             self._journal_error(spreadsheet_id, label, len(ids), started, str(exc))
             report.released += len(ids)
             return
-        self._failures.pop(spreadsheet_id, None)
+        if held:
+            self._hold_back(spreadsheet_id, label, held, held_message(flushed.blocked), report)
+        else:
+            self._failures.pop(spreadsheet_id, None)
         done_at = self._clock()
-        report.done += len(ids)
+        report.done += len(ids) - len(held)
         report.flushes += 1
         report.sheets_requests += flushed.requests
-        latencies = [done_at - stored.received_ms for stored, _ in items]
+        latencies = [done_at - stored.received_ms for stored, _ in items if stored.id not in held]
         report.latencies_ms.extend(latencies)
         for latency in latencies:
             metrics.WEBHOOK_TO_SHEET_SECONDS.observe(latency / 1000)
@@ -333,6 +337,30 @@ class Worker:
                 seconds=seconds,
                 latencies_ms=latencies,
             )
+
+    def _backoff(self, spreadsheet_id: str) -> int:
+        """Milliseconds to wait before retrying a spreadsheet: doubled each consecutive time, capped."""
+        self._failures[spreadsheet_id] += 1
+        return int(
+            min(
+                self.settings.backoff_ms * 2 ** (self._failures[spreadsheet_id] - 1),
+                self.settings.max_backoff_ms,
+            )
+        )
+
+    def _hold_back(
+        self, spreadsheet_id: str, label: str, held: Mapping[int, str], message: str, report: PassReport
+    ) -> None:
+        """Give back events whose worksheet was held back, each with its reason, after a back-off."""
+        delay = self._backoff(spreadsheet_id)
+        log.warning("spreadsheet %s: %d events wait %d ms: %s", spreadsheet_id, len(held), delay, message)
+        by_reason: dict[str, list[int]] = defaultdict(list)
+        for event_id, reason in held.items():
+            by_reason[reason].append(event_id)
+        for reason, ids in by_reason.items():
+            self.store.release(self.owner, ids, retry_at_ms=self._clock() + delay, error=reason)
+        self.store.record_flush(spreadsheet_id, label, error=message)
+        report.released += len(held)
 
     def _journal_error(
         self, spreadsheet_id: str, label: str, events: int, started: float, error: str
@@ -363,7 +391,11 @@ def worksheet_batches(
         for worksheet in company.worksheets:
             rows = rows_for(worksheet, items)
             if rows:
-                batches.append(WorksheetBatch(worksheet.title, worksheet.key_header, worksheet.headers, rows))
+                batches.append(
+                    WorksheetBatch(
+                        worksheet.title, worksheet.key_header, worksheet.headers, rows, worksheet.header_row
+                    )
+                )
     return batches
 
 
@@ -400,10 +432,17 @@ class WorkerThread:
             journal=self._journal,
             watcher=MappingWatcher(self.settings, self.mapping),
         )
-        self._thread = threading.Thread(target=worker.run, args=(self.stop_event,), name="sheets-worker")
+        self._thread = threading.Thread(
+            target=worker.run, args=(self.stop_event, self._save_budget), name="sheets-worker"
+        )
         self._thread.start()
         log.info("worker %s started", worker.owner)
         return worker
+
+    def _save_budget(self, report: PassReport) -> None:
+        """Keep the Sheets request budget where ``status`` can show it."""
+        if report.flushes or report.released:
+            save_budget(self.settings.data_dir, self.writer.budget(), time.time())
 
     def stop(self) -> None:
         """Let the flush in flight finish, then close the store."""

@@ -25,7 +25,7 @@ TAGS = ("VIP", "wholesale", "Hà Nội", "returning", "newsletter", "=cmd|' /C c
 @pytest.fixture(scope="module")
 def sheets_process() -> Iterator[LocalSheets]:
     """A Sheets server of the test's own, in another process: its counts are this test's alone."""
-    with local_sheets_process() as server:
+    with local_sheets_process(strict=True) as server:
         yield server
 
 

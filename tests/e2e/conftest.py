@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 @pytest.fixture(scope="session")
 def sheets_server() -> Iterator[LocalSheets]:
     """The local Sheets API server as a child process, shared by the end-to-end tests."""
-    with local_sheets_process() as server:
+    with local_sheets_process(strict=True) as server:
         yield server
 
 

@@ -66,7 +66,7 @@ file = "mapping.toml"
 [sheets]
 api_root = "{api_root}"
 retry = {{ max_attempts = 30, max_seconds = 60, base_backoff = 0.005, max_backoff = 0.05 }}
-rate_limit = {{ reads_per_minute = 100000, writes_per_minute = 100000 }}
+rate_limit = {{ reads_per_minute = 100000, writes_per_minute = 100000, window_seconds = 0.2 }}
 
 [worker]
 max_delay_ms = 20

@@ -21,7 +21,8 @@ def test_cli_help_describes_the_command() -> None:
 
 def test_cli_server_answers_and_keeps_spreadsheets_across_restarts(tmp_path: Path) -> None:
     data = tmp_path / "sheets.json"
-    with local_sheets_process(data=data) as first:
+    with local_sheets_process(data=data, strict=True) as first:
+        assert first.strict()
         created = requests.post(
             f"{first.url}/v4/spreadsheets", json={"properties": {"title": "Kept"}}, timeout=10
         ).json()
@@ -33,6 +34,7 @@ def test_cli_server_answers_and_keeps_spreadsheets_across_restarts(tmp_path: Pat
     assert data.exists()
     assert json.loads(data.read_bytes())["version"] == 1
     with local_sheets_process(data=data) as second:
+        assert not second.strict()
         assert second.sheet_values(spreadsheet_id, "Sheet1") == [
             ["key", "value"],
             ["k1", "=1+1"],

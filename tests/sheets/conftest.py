@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connector.localsheets.testing import LocalSheets
 from connector.sheets import RateLimitSettings, RetrySettings, SheetsSettings, SheetWriter, connect
 
-# Tests must not wait: a budget no test reaches, and retries that "sleep" into a list.
-FAST_BUDGET = RateLimitSettings(reads_per_minute=1_000_000, writes_per_minute=1_000_000)
+# Tests must not wait: a budget no test reaches, a quota "minute" of 50 ms (a 429 pauses that kind of
+# request for one window), and retries that "sleep" into a list.
+FAST_BUDGET = RateLimitSettings(reads_per_minute=1_000_000, writes_per_minute=1_000_000, window_seconds=0.05)
 
 
 @pytest.fixture
@@ -64,3 +69,25 @@ def make_writer(server: LocalSheets, sleeps: Sleeps) -> WriterFactory:
         return SheetWriter(connect(settings, environ={}), settings, sleep=sleeps)
 
     return make
+
+
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+
+
+def write_service_account(path: Path, token_uri: str = GOOGLE_TOKEN_URI, key_id: str = "1") -> Path:
+    """Write a well-formed service-account JSON file with a freshly generated key to ``path``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "test",
+        "private_key_id": key_id,
+        "private_key": pem,
+        "client_email": "writer@test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    path.write_text(json.dumps(info))
+    return path

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth.transport.requests import AuthorizedSession
 
 from connector.errors import ConfigError
 from connector.settings import parse_settings
 from connector.sheets import SheetsSettings, connect, is_loopback_root
 from connector.sheets.client import ApiRootAdapter
+
+from .conftest import write_service_account
 
 ENDPOINT = """
 [[endpoints]]
@@ -26,22 +25,7 @@ validation_key = "key"
 @pytest.fixture(scope="module")
 def service_account_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A well-formed service-account JSON file with a freshly generated key (never sent anywhere)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": "test",
-        "private_key_id": "1",
-        "private_key": pem,
-        "client_email": "writer@test.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
-    path = tmp_path_factory.mktemp("creds") / "service-account.json"
-    path.write_text(json.dumps(info))
-    return path
+    return write_service_account(tmp_path_factory.mktemp("creds") / "service-account.json")
 
 
 @pytest.mark.parametrize(

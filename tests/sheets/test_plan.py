@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from connector.sheets.plan import (
+    CUT_MARKER,
     MAX_CELL_CHARS,
     CellValue,
     Upsert,
@@ -63,7 +64,10 @@ def kinds(requests: tuple[dict[str, Any], ...]) -> list[str]:
         (None, {}),
         (2**53 + 1, {"userEnteredValue": {"stringValue": str(2**53 + 1)}}),
         (-(2**60), {"userEnteredValue": {"stringValue": str(-(2**60))}}),
-        ("x" * (MAX_CELL_CHARS + 5), {"userEnteredValue": {"stringValue": "x" * MAX_CELL_CHARS}}),
+        (
+            "x" * (MAX_CELL_CHARS + 5),
+            {"userEnteredValue": {"stringValue": "x" * (MAX_CELL_CHARS - len(CUT_MARKER)) + CUT_MARKER}},
+        ),
     ],
 )
 def test_every_value_is_written_raw_as_its_own_type(value: CellValue, expected: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connector.sheets import SheetsSettings, SheetWriter, connect
 from connector.sheets.config import RateLimitSettings
 from connector.sheets.ratelimit import RateLimiter, SlidingWindow, shared_limiter
 
@@ -117,3 +118,65 @@ def test_one_limiter_per_credential_and_budget() -> None:
     budget = RateLimitSettings(reads_per_minute=7, writes_per_minute=9)
     assert shared_limiter("a@x", budget) is shared_limiter("a@x", budget)
     assert shared_limiter("a@x", budget) is not shared_limiter("b@x", budget)
+
+
+def test_a_429_cuts_the_budget_to_what_google_accepted_and_waits_for_the_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(
+        RateLimitSettings(reads_per_minute=50, writes_per_minute=50), clock=clock, sleep=clock.sleep
+    )
+    for _ in range(9):
+        limiter.acquire("write")
+    limiter.throttled("write")  # the 9th was refused: Google let 8 through this minute
+    [read, write] = limiter.state()
+    assert (write.budget, write.ceiling, write.throttled) == (8, 50, 1)
+    assert write.last_throttled_unix is not None
+    assert read.budget == 50  # reads have a quota of their own
+    assert limiter.ready_in("write") == pytest.approx(60.0)
+    assert limiter.acquire("write") == pytest.approx(60.0)
+
+
+def test_repeated_429s_halve_the_budget_down_to_one() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(
+        RateLimitSettings(reads_per_minute=40, writes_per_minute=40, smooth=False),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    budgets = []
+    for _ in range(7):
+        for _ in range(40):
+            limiter.acquire("read")
+            if limiter.ready_in("read"):
+                break
+        limiter.throttled("read")
+        budgets.append(limiter.state()[0].budget)
+    assert budgets == sorted(budgets, reverse=True)
+    assert budgets[-1] == 1
+
+
+def test_accepted_requests_grow_the_budget_back_by_about_one_per_window_up_to_the_ceiling() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(
+        RateLimitSettings(reads_per_minute=10, writes_per_minute=10), clock=clock, sleep=clock.sleep
+    )
+    limiter.acquire("read")
+    limiter.acquire("read")
+    limiter.throttled("read")
+    assert limiter.state()[0].budget == 1
+    for _ in range(3):
+        limiter.acquire("read")
+        limiter.accepted("read")
+    assert limiter.state()[0].budget == pytest.approx(2.9)  # 1 -> 2 -> 2.5 -> 2.9: +1 / budget each
+    for _ in range(500):
+        limiter.accepted("read")
+    assert limiter.state()[0].budget == 10
+
+
+def test_a_flush_is_not_due_while_writes_wait_for_the_quota_window() -> None:
+    settings = SheetsSettings(api_root="http://127.0.0.1:9")
+    limiter = RateLimiter(settings.rate_limit)
+    writer = SheetWriter(connect(settings, environ={}), settings, limiter=limiter)
+    assert writer.ready_in() == 0.0
+    limiter.throttled("write")  # a 429 to a write: nothing more is written for a minute
+    assert 59 < writer.ready_in() <= 60

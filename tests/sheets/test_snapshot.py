@@ -102,8 +102,14 @@ def test_the_worksheet_list_gives_titles_ids_and_sizes() -> None:
         ]
     }
     sheets = parse_sheet_list(msgspec.json.encode(answer))
-    assert (sheets["A"].sheet_id, sheets["A"].row_count, sheets["A"].column_count) == (3, 5, 2)
-    assert sheets["Sheet1"].sheet_id == 0
+    # Keyed as Google compares titles: without regard to case.
+    assert (sheets["a"].title, sheets["a"].sheet_id, sheets["a"].row_count, sheets["a"].column_count) == (
+        "A",
+        3,
+        5,
+        2,
+    )
+    assert sheets["sheet1"].sheet_id == 0
 
 
 @pytest.mark.parametrize(

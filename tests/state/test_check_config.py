@@ -75,7 +75,7 @@ def test_no_mapping_says_events_stay_unrouted(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def sheets() -> Iterator[LocalSheets]:
-    with local_sheets_thread(seed=3) as server:
+    with local_sheets_thread(seed=3, strict=True) as server:
         yield server
 
 

@@ -168,6 +168,12 @@ MORE_MISTAKES = [
         "use one of: customers, orders, events",
     ),
     pytest.param(
+        'entity = "orders"',
+        'entity = "orders"\nheader_row = 0',
+        "companies[0].worksheets[1].header_row",
+        ">= 1",
+    ),
+    pytest.param(
         'spreadsheet_id = "sheet-1"',
         'spreadsheet_id = "a/b"',
         "companies[0].spreadsheet_id",

@@ -21,7 +21,7 @@ RECEIVED_MS = 1618118400000  # 2021-04-11 12:20:00 in Ho Chi Minh City
 
 @pytest.fixture(scope="module")
 def sheets() -> Iterator[LocalSheets]:
-    with local_sheets_thread(seed=5) as server:
+    with local_sheets_thread(seed=5, strict=True) as server:
         yield server
 
 
