@@ -124,6 +124,10 @@ class SqliteStore:
         with self._lock:
             self._conn.close()
 
+    def wait_for_work(self, stop: threading.Event, timeout_s: float) -> None:
+        """Sleep between passes of an idle worker (SQLite has no notifications: a plain poll)."""
+        stop.wait(timeout_s)
+
     @contextlib.contextmanager
     def _db(self, write: bool = True) -> Iterator[sqlite3.Connection]:
         """The connection, held by this thread; a write transaction when ``write``; errors as StoreError."""

@@ -157,7 +157,7 @@ class Worker:
             if on_pass is not None and report.claimed + report.unrouted:
                 on_pass(report)
             if not report.flushes:
-                stop.wait(poll)
+                self.store.wait_for_work(stop, poll)
 
     def run_once(self, stop: threading.Event | None = None) -> PassReport:
         """Flush every due spreadsheet whose lock is free, while the request budget lets a flush start.
