@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from connector.commands import backfill, demo, inspect, operate, service
+from connector.commands import backfill, demo, inspect, operate, service, storage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,5 +24,7 @@ for command in (
     operate.replay,
     operate.send_samples,
     backfill.backfill,
+    storage.migrate,
+    storage.store,
 ):
     main.add_command(command)

@@ -279,7 +279,9 @@ def _check_store_url(file: str, url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(
-            file, "store.url", "not a PostgreSQL URL: it must start with postgresql:// (postgresql://user@host/db)"
+            file,
+            "store.url",
+            "not a PostgreSQL URL: it must start with postgresql:// (postgresql://user@host/db)",
         )
     try:
         parts.port  # noqa: B018 (raises on a port that is not a number)

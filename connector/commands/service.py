@@ -15,6 +15,7 @@ from connector.commands.common import (
     config_option,
     exit_cleanly_after_shutdown,
     exit_on_config_error,
+    exit_on_store_error,
     load_or_exit,
     setup_logging,
 )
@@ -44,9 +45,12 @@ def serve(config_path: Path) -> None:
     import uvicorn
 
     from connector.intake.app import create_app
+    from connector.store import check_store
 
     settings = load_or_exit(config_path)
     setup_logging(settings)
+    with exit_on_store_error():
+        check_store(settings)
     with exit_on_config_error():
         app = create_app(settings)
     exit_cleanly_after_shutdown()
@@ -87,7 +91,8 @@ def worker(config_path: Path) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with resources:
-        thread.start()
+        with exit_on_store_error():
+            thread.start()
         while not thread.stop_event.wait(1.0):
             pass
         # The pass in flight finishes (or its events are left leased, to be claimed again after a restart).

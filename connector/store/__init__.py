@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from connector.settings import Settings
     from connector.store.protocols import Intake, WorkStore
 
-__all__ = ["open_intake", "open_work_store"]
+__all__ = ["check_store", "open_intake", "open_work_store"]
 
 
 def open_work_store(settings: Settings) -> WorkStore:
@@ -39,3 +39,20 @@ def open_intake(settings: Settings) -> Intake:
     from connector.store.sqlite_intake import SqliteInbox
 
     return SqliteInbox.open(settings.data_dir, timeout_s)
+
+
+def check_store(settings: Settings) -> None:
+    """Raise StoreError, saying what to run, unless the store can be used by this program: a PostgreSQL
+    database must be reachable and at this program's schema version (the SQLite file migrates itself)."""
+    if settings.store is None:
+        return
+    import psycopg
+
+    from connector.store.pg_schema import check_version
+    from connector.store.pg_store import store_errors
+
+    with (
+        store_errors("cannot open the store"),
+        psycopg.connect(settings.store.url.reveal(), connect_timeout=10) as conn,
+    ):
+        check_version(conn)

@@ -53,8 +53,6 @@ IDLE_WAIT_S: Final = 5.0
 # How long a caller waits for a connection from the pool before StoreError.
 POOL_TIMEOUT_S: Final = 10.0
 
-COLUMNS: Final = "id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, attempts"
-
 PENDING_WORK: Final = """
 SELECT company_id, COUNT(*), MIN(received_ms) FROM events
 WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= %(at)s)
@@ -63,7 +61,7 @@ GROUP BY company_id ORDER BY company_id
 
 # The oldest claimable events of some companies (skipping rows another claim has locked), as long as the
 # bodies before each stay under a size.
-CLAIM: Final = f"""
+CLAIM: Final = """
 UPDATE events SET lease_owner = %(owner)s, lease_until = %(until)s, attempts = attempts + 1
 WHERE id IN (
     SELECT id FROM (
@@ -76,21 +74,21 @@ WHERE id IN (
         ) AS free
     ) AS sized WHERE before < %(max_bytes)s
 )
-RETURNING {COLUMNS}
+RETURNING id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, attempts
 """
 
-CLAIM_SUBJECTS: Final = f"""
+CLAIM_SUBJECTS: Final = """
 UPDATE events SET lease_owner = %(owner)s, lease_until = %(until)s, attempts = attempts + 1
 WHERE status = %(status)s AND (lease_until IS NULL OR lease_until <= %(at)s) AND subject IN (
     SELECT subject FROM events
     WHERE status = %(status)s AND (lease_until IS NULL OR lease_until <= %(at)s)
     GROUP BY subject ORDER BY MIN(id) LIMIT %(subjects)s
 )
-RETURNING {COLUMNS}
+RETURNING id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, attempts
 """
 
-EVENTS_OF: Final = f"""
-SELECT {COLUMNS} FROM events WHERE company_id = %s AND status != 'unknown' AND id > %s ORDER BY id LIMIT %s
+EVENTS_OF: Final = """
+SELECT id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, attempts FROM events WHERE company_id = %s AND status != 'unknown' AND id > %s ORDER BY id LIMIT %s
 """
 
 LAG: Final = """
@@ -124,8 +122,6 @@ INSERT INTO flushes (spreadsheet_id, company_ids, last_error, last_error_ms) VAL
 ON CONFLICT (spreadsheet_id) DO UPDATE SET company_ids = excluded.company_ids,
     last_error = excluded.last_error, last_error_ms = excluded.last_error_ms
 """
-
-LEASED: Final = "status IN ('pending', 'backfill')"
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -284,20 +280,21 @@ class PgStore:
     def renew_claims(self, owner: str, lease_ms: int, now: int | None = None) -> int:
         at = now_ms() if now is None else now
         return self._changed(
-            f"UPDATE events SET lease_until = %s WHERE lease_owner = %s AND {LEASED}", (at + lease_ms, owner)
+            "UPDATE events SET lease_until = %s WHERE lease_owner = %s AND status IN ('pending', 'backfill')",
+            (at + lease_ms, owner),
         )
 
     def finish(self, owner: str, ids: Iterable[int], outcome: Outcome, error: str | None = None) -> int:
         return self._changed(
             "UPDATE events SET status = %s, last_error = %s, updated_ms = %s, lease_owner = NULL,"
-            f" lease_until = NULL WHERE id = ANY(%s) AND lease_owner = %s AND {LEASED}",
+            " lease_until = NULL WHERE id = ANY(%s) AND lease_owner = %s AND status IN ('pending', 'backfill')",
             (outcome, error, now_ms(), list(ids), owner),
         )
 
     def release(self, owner: str, ids: Iterable[int], retry_at_ms: int | None = None) -> None:
         self._changed(
             "UPDATE events SET lease_owner = NULL, lease_until = %s"
-            f" WHERE id = ANY(%s) AND lease_owner = %s AND {LEASED}",
+            " WHERE id = ANY(%s) AND lease_owner = %s AND status IN ('pending', 'backfill')",
             (retry_at_ms, list(ids), owner),
         )
 
@@ -321,7 +318,7 @@ class PgStore:
         at = now_ms() if now is None else now
         rows = self._rows(
             "SELECT lease_owner FROM events WHERE lease_owner IS NOT NULL AND lease_until > %(at)s"
-            f" AND {LEASED} UNION SELECT owner FROM locks WHERE until_ms > %(at)s",
+            " AND status IN ('pending', 'backfill') UNION SELECT owner FROM locks WHERE until_ms > %(at)s",
             {"at": at},
         )
         return {owner for (owner,) in rows}
@@ -329,7 +326,7 @@ class PgStore:
     def expire_owner(self, owner: str) -> None:
         with self._tx() as conn:
             conn.execute(
-                f"UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = %s AND {LEASED}",
+                "UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = %s AND status IN ('pending', 'backfill')",
                 (owner,),
             )
             conn.execute("UPDATE locks SET until_ms = 0 WHERE owner = %s", (owner,))
@@ -377,7 +374,9 @@ class PgStore:
         )
 
     def drop_lock(self, fence: Fence) -> None:
-        self._changed("UPDATE locks SET until_ms = 0 WHERE name = %s AND token = %s", (fence.name, fence.token))
+        self._changed(
+            "UPDATE locks SET until_ms = 0 WHERE name = %s AND token = %s", (fence.name, fence.token)
+        )
 
     # --- entity state -------------------------------------------------------------------------------------
 
@@ -439,7 +438,7 @@ class PgStore:
                     cursor.executemany(UPSERT_STATE, rows)
             conn.execute(
                 "UPDATE events SET status = 'done', last_error = NULL, updated_ms = %s, lease_owner = NULL,"
-                f" lease_until = NULL WHERE id = ANY(%s) AND {LEASED}",
+                " lease_until = NULL WHERE id = ANY(%s) AND status IN ('pending', 'backfill')",
                 (at, list(done_ids)),
             )
             conn.execute(RECORD_OK, (fence.name, company_ids, at))
@@ -460,7 +459,10 @@ class PgStore:
 
 
 def _events(rows: list[tuple[Any, ...]]) -> list[StoredEvent]:
-    events = [StoredEvent(*row[:6], bytes(row[6]), *row[7:]) for row in rows]
+    events = [
+        StoredEvent(id_, received, endpoint, company, kind, event_ms, bytes(body), key, attempts)
+        for id_, received, endpoint, company, kind, event_ms, body, key, attempts in rows
+    ]
     return sorted(events, key=lambda e: e.id)
 
 
