@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections import defaultdict
@@ -99,7 +100,7 @@ def test_two_replicas_receiving_the_same_deliveries_at_once_store_each_event_onc
         if event_ms is None:
             by_subject[subject].append(key)
     for keys in by_subject.values():
-        assert all(a != b for a, b in zip(keys, keys[1:], strict=False)), keys
+        assert all(a != b for a, b in itertools.pairwise(keys)), keys
 
 
 def test_migrate_is_idempotent_and_safe_from_several_hosts_at_once() -> None:
@@ -127,7 +128,7 @@ def test_a_database_without_the_schema_or_with_another_version_is_refused_with_w
             conn.execute(
                 "INSERT INTO schema_version (version, name) VALUES (%s, 'from a newer program')", (99,)
             )
-        with pytest.raises(StoreError, match="newer than this program's .* upgrade doopage-sheets"):
+        with pytest.raises(StoreError, match=r"newer than this program's .* upgrade doopage-sheets"):
             PgStore.open(url)
         with pytest.raises(StoreError, match="newer than this program's"):
             migrate(url)
