@@ -188,11 +188,9 @@ class PgStore:
         return cls(pool, conninfo)
 
     def close(self) -> None:
-        """Release the connections (and stop listening)."""
+        """Release the connections; the listening thread ends within half a second, on its own."""
         self._closed.set()
         self._wake.set()
-        if self._listener is not None:
-            self._listener.join()
         self._pool.close()
 
     @contextlib.contextmanager
