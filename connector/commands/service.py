@@ -81,7 +81,7 @@ def worker(config_path: Path) -> None:
     settings = load_or_exit(config_path)
     setup_logging(settings)
     resources = contextlib.ExitStack()
-    with exit_on_config_error():
+    with exit_on_config_error(), exit_on_store_error():
         settings = resources.enter_context(sheets_backend(settings))
         thread = WorkerThread(settings)
 

@@ -38,6 +38,7 @@ from connector.sheets.plan import WorksheetBatch
 from connector.sheets.writer import SheetWriter
 from connector.store import open_work_store
 from connector.store.owners import is_gone, owner_id
+from connector.store.pg_budget import writer_for
 from connector.store.protocols import WorkStore
 from connector.store.records import CSV_IMPORT_ENDPOINT, Fence, PendingWork, StoredEvent, now_ms
 from connector.sync.hold import Hold, LockLost
@@ -311,7 +312,7 @@ class WorkerThread:
     def __init__(self, settings: Settings) -> None:
         # Both raise ConfigError now, at start-up, rather than in the thread later.
         self.mapping = load_mapping(settings)
-        self.writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
+        self.writer = writer_for(settings)  # with a PostgreSQL store, the budget is shared in it
         self.settings = settings
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
