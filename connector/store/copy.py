@@ -26,7 +26,7 @@ from connector.store.pg_store import store_errors
 from connector.store.sqlite_schema import connect, inbox_path
 from connector.store.sqlite_schema import migrate as migrate_sqlite
 
-__all__ = ["CopyReport", "copy_store", "is_postgres_url"]
+__all__ = ["CopyReport", "copy_store", "is_postgres_url", "store_label"]
 
 # The tables copied, with their columns in one order for both backends.
 TABLES: Final = {
@@ -61,7 +61,7 @@ def copy_store(source: str, target: str) -> CopyReport:
     with _open(source, create=False) as reading, _open(target, create=True) as writing:
         if _count(writing, "events"):
             raise StoreError(
-                f"the target {_label(target)} already holds events; copy only into an empty store"
+                f"the target {store_label(target)} already holds events; copy only into an empty store"
             )
         rows = {}
         for table, columns in TABLES.items():
@@ -84,7 +84,7 @@ def _open(location: str, *, create: bool) -> Iterator[Conn]:
     if is_postgres_url(location):
         if create:
             migrate(location)
-        with store_errors(f"cannot open {_label(location)}"), psycopg.connect(location) as conn:
+        with store_errors(f"cannot open {store_label(location)}"), psycopg.connect(location) as conn:
             check_version(conn)
             conn.commit()
             yield conn
@@ -106,7 +106,7 @@ def _open(location: str, *, create: bool) -> Iterator[Conn]:
         lite.close()
 
 
-def _label(location: str) -> str:
+def store_label(location: str) -> str:
     """A location for messages, without a password."""
     if not is_postgres_url(location):
         return location
