@@ -44,16 +44,24 @@ DEFAULT_COMMIT_TIMEOUT_S: Final = 5.0
 # How often a group is tried again after a deadlock or serialization failure.
 CONFLICT_RETRIES: Final = 3
 
+# The rows inserted, and one NOTIFY (on EVENTS_CHANNEL) when there is any: one statement, so that a group
+# of timestamped events is one round trip (committed before its answer comes back, in autocommit).
 INSERT: Final = """
-INSERT INTO events (received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, content_key,
-    subject, status, updated_ms)
-SELECT r, e, c, t, m, b, d, k, s, st, r FROM unnest(
-    %s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bytea[], %s::text[], %s::text[],
-    %s::text[], %s::text[]
-) AS rows (r, e, c, t, m, b, d, k, s, st)
-ON CONFLICT (dedup_key) DO NOTHING
-RETURNING dedup_key
+WITH inserted AS (
+    INSERT INTO events (received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key,
+        content_key, subject, status, updated_ms)
+    SELECT r, e, c, t, m, b, d, k, s, st, r FROM unnest(
+        %s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bytea[], %s::text[],
+        %s::text[], %s::text[], %s::text[]
+    ) AS rows (r, e, c, t, m, b, d, k, s, st)
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING dedup_key
+)
+SELECT inserted.dedup_key FROM inserted CROSS JOIN (
+    SELECT COUNT(pg_notify('doopage_sheets_events', '')) FROM (SELECT 1 FROM inserted LIMIT 1) AS any_row
+) AS woken
 """
+assert EVENTS_CHANNEL in INSERT
 
 # One advisory lock per subject, taken in the order of the subquery.
 LOCK_SUBJECTS: Final = """
@@ -205,7 +213,8 @@ class PgIntake:
                 max_size=self._concurrency + 1,
                 kwargs={"autocommit": True, "connect_timeout": 5},
                 configure=_configure,
-                check=psycopg_pool.AsyncConnectionPool.check_connection,
+                # No check when lending a connection (a round trip per group): a connection the
+                # database dropped fails its group (503, delivered again) and is replaced.
                 timeout=self.commit_timeout_s,
                 name="doopage-sheets-intake",
                 open=False,
@@ -215,10 +224,16 @@ class PgIntake:
 
     async def _store(self, records: list[InboxRecord]) -> list[bool]:
         pool = await self._connected_pool()
+        # A group of timestamped events is one statement, its own transaction; one with events without
+        # a timestamp takes locks and reads first, in an explicit transaction.
+        explicit = any(record.repeatable for record in records)
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
-                async with pool.connection() as conn, conn.transaction():
-                    return await insert_group(conn, records)
+                async with pool.connection() as conn:
+                    if not explicit:
+                        return await insert_group(conn, records)
+                    async with conn.transaction():
+                        return await insert_group(conn, records)
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == CONFLICT_RETRIES:
                     raise StoreError("the intake's transaction kept conflicting with another") from None
@@ -232,8 +247,9 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 async def insert_group(conn: psycopg.AsyncConnection[Any], records: list[InboxRecord]) -> list[bool]:
-    """Store records in arrival order inside the caller's transaction; for each, whether it is new (the
-    first of equal keys wins). No record at all writes the probe row (a writability check)."""
+    """Store records in arrival order (inside the caller's transaction when any has no timestamp); for
+    each, whether it is new (the first of equal keys wins). No record at all writes the probe row (a
+    writability check)."""
     if not records:
         await conn.execute(PROBE, (now_ms(),))
         return []
@@ -243,8 +259,6 @@ async def insert_group(conn: psycopg.AsyncConnection[Any], records: list[InboxRe
     if rows:
         cursor = await conn.execute(INSERT, _columns(rows))
         inserted = {key for (key,) in await cursor.fetchall()}
-    if inserted:
-        await conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
     return first_of_each(keys, inserted)
 
 
