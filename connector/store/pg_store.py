@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 import psycopg
 import psycopg_pool
 
-from connector.errors import StaleFence, StoreError
+from connector.errors import StoreError
 from connector.store.pg_schema import check_version
 from connector.store.records import (
     CompanyLag,
@@ -40,7 +40,8 @@ from connector.store.records import (
     StoredEvent,
     now_ms,
 )
-from connector.sync.state import EntityKey, EntityKind, EntityState, decode_state, encode_state
+from connector.store.sqlite_store import stale, state_rows
+from connector.sync.state import EntityKey, EntityKind, EntityState, decode_state
 
 __all__ = ["EVENTS_CHANNEL", "PgStore", "open_pool", "store_errors"]
 
@@ -58,6 +59,8 @@ SELECT company_id, COUNT(*), MIN(received_ms) FROM events
 WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= %(at)s)
 GROUP BY company_id ORDER BY company_id
 """
+
+ANY_PENDING: Final = "SELECT EXISTS (SELECT 1 FROM events WHERE status = 'pending')"
 
 # The oldest claimable events of some companies (skipping rows another claim has locked), as long as the
 # bodies before each stay under a size.
@@ -210,8 +213,8 @@ class PgStore:
     # --- waking up --------------------------------------------------------------------------------------
 
     def wait_for_work(self, stop: threading.Event, timeout_s: float) -> None:
-        """Sleep ``timeout_s``, or, when nothing was pending at the last look, until the intake notifies
-        new events (at most IDLE_WAIT_S); ``stop`` ends the wait early."""
+        """Sleep ``timeout_s``, or, when no event at all was pending at the last look, until the intake
+        notifies new events (at most IDLE_WAIT_S); a notification or ``stop`` ends the wait early."""
         if self._listener is None:
             self._listener = threading.Thread(target=self._listen, name="store-listen", daemon=True)
             self._listener.start()
@@ -244,7 +247,9 @@ class PgStore:
     def pending_work(self, now: int | None = None) -> list[PendingWork]:
         at = now_ms() if now is None else now
         rows = self._rows(PENDING_WORK, {"at": at})
-        self._idle = not rows
+        # Idle only when nothing is pending at all: leased or backed-off events come back without a
+        # notification, so while there are any the worker keeps to its poll interval.
+        self._idle = not rows and not self._rows(ANY_PENDING)[0][0]
         return [PendingWork(*row) for row in rows]
 
     def claim(
@@ -396,7 +401,7 @@ class PgStore:
         return {state.key: state for state in states}
 
     def save_states(self, states: Iterable[EntityState]) -> None:
-        rows = _state_rows(states)
+        rows = state_rows(states)
         if rows:
             with self._tx() as conn, conn.cursor() as cursor:
                 cursor.executemany(UPSERT_STATE, rows)
@@ -426,11 +431,8 @@ class PgStore:
             # Locking the row holds off any acquisition of the lock until this transaction ends.
             row = conn.execute("SELECT token FROM locks WHERE name = %s FOR UPDATE", (fence.name,)).fetchone()
             if row is None or row[0] != fence.token:
-                raise StaleFence(
-                    f"the lock of {fence.name} was taken by another holder (token {row and row[0]},"
-                    f" ours {fence.token}); nothing saved"
-                )
-            rows = _state_rows(states.values())
+                raise stale(fence, row and row[0])
+            rows = state_rows(states.values())
             if rows:
                 with conn.cursor() as cursor:
                     cursor.executemany(UPSERT_STATE, rows)
@@ -462,7 +464,3 @@ def _events(rows: list[tuple[Any, ...]]) -> list[StoredEvent]:
         for id_, received, endpoint, company, kind, event_ms, body, key, attempts in rows
     ]
     return sorted(events, key=lambda e: e.id)
-
-
-def _state_rows(states: Iterable[EntityState]) -> list[tuple[str, int, int, bytes]]:
-    return [(s.key.kind, s.key.company_id, s.key.entity_id, encode_state(s)) for s in states]
