@@ -83,13 +83,16 @@ def noop_health(request: Request[None, None, State]) -> str:
 
 @dataclass
 class Run:
-    """What wrk measured on one server (or the sum over replicas)."""
+    """What wrk measured on one server (or the sum over replicas), and the CPU seconds used meanwhile by
+    the servers and by PostgreSQL."""
 
     requests: int = 0
     seconds: float = 0.0
     errors: int = 0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    server_cpu: float = 0.0
+    database_cpu: float = 0.0
 
     @property
     def per_second(self) -> float:
@@ -155,16 +158,56 @@ def merge(a: Run, b: Run) -> Run:
         a.errors + b.errors,
         max(a.p50_ms, b.p50_ms),
         max(a.p99_ms, b.p99_ms),
+        a.server_cpu + b.server_cpu,
+        a.database_cpu + b.database_cpu,
     )
 
 
-def write_config(folder: Path, port: int, url: str) -> Path:
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def database_pids() -> list[int]:
+    """The PostgreSQL server's processes on this machine (none if it runs elsewhere)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def measured(
+    ports: list[int], pids: list[int], connections: int, seconds: float, script: Path, base: int
+) -> Run:
+    """One wrk round on these servers, with the CPU they and PostgreSQL used during it."""
+    database = database_pids()
+    before = cpu_seconds(pids), cpu_seconds(database)
+    run = wrk(ports, connections, seconds, script, base)
+    run.server_cpu = cpu_seconds(pids) - before[0]
+    run.database_cpu = cpu_seconds(database) - before[1]
+    return run
+
+
+def write_config(folder: Path, port: int, concurrency: int) -> Path:
     """Settings for one replica: the intake only (no worker), on the PostgreSQL store."""
     path = folder / f"bench-{port}.toml"
     path.write_text(
         f'[server]\nport = {port}\ndata_dir = "data-{port}"\nbody_limit = {BODY_LIMIT}\nlog_level = "warning"\n'
         f"[worker]\nembedded = false\n"
-        f'[store]\nurl = "env:BENCH_STORE_URL"\n'
+        f'[store]\nurl = "env:BENCH_STORE_URL"\ncommit_concurrency = {concurrency}\n'
         f'[[endpoints]]\nname = "bench"\ntoken = "{TOKEN}"\nvalidation_key = "bench-key"\n',
         encoding="utf-8",
     )
@@ -181,8 +224,13 @@ def write_config(folder: Path, port: int, url: str) -> Path:
 @click.option("--connections", default=32, show_default=True, help="Concurrent keep-alive connections.")
 @click.option("--seconds", default=5.0, show_default=True, help="Seconds of each round on each server.")
 @click.option("--rounds", default=3, show_default=True, help="Alternating rounds over the three servers.")
+@click.option(
+    "--commit-concurrency", "concurrency", default=2, show_default=True, help="store.commit_concurrency."
+)
 @click.pass_context
-def main(ctx: click.Context, url: str, connections: int, seconds: float, rounds: int) -> None:
+def main(
+    ctx: click.Context, url: str, connections: int, seconds: float, rounds: int, concurrency: int
+) -> None:
     """Measure durable intake on PostgreSQL against a no-op endpoint, and two replicas against one."""
     if ctx.invoked_subcommand is not None:
         return
@@ -195,24 +243,36 @@ def main(ctx: click.Context, url: str, connections: int, seconds: float, rounds:
     scoped = f"{database}{'&' if '?' in database else '?'}options={quote(f'-c search_path={schema}')}"
     try:
         migrate(scoped)
-        results = measure(scoped, connections, seconds, rounds)
+        results = measure(scoped, connections, seconds, rounds, concurrency)
     finally:
         with psycopg.connect(database, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
     noop, one, two = results
-    click.echo(f"\nwrk, {connections} connections, {rounds} rounds of {seconds:.0f} s on each server")
-    click.echo(f"{'server':<34} {'acks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    click.echo(
+        f"\nwrk, {connections} connections, {rounds} rounds of {seconds:.0f} s on each server,"
+        f" commit_concurrency = {concurrency}"
+    )
+    click.echo(
+        f"{'server':<26} {'acks/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}"
+        f" {'server cpu ms/ack':>18} {'postgres cpu ms/ack':>20}"
+    )
     for name, run in (
         ("no-op (decode only)", noop),
         ("PostgreSQL, one replica", one),
         ("PostgreSQL, two replicas", two),
     ):
-        click.echo(f"{name:<34} {run.per_second:>9.0f} {run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.errors:>7}")
+        acks = max(run.requests - run.errors, 1)
+        click.echo(
+            f"{name:<26} {run.per_second:>8.0f} {run.p50_ms:>7.2f} {run.p99_ms:>7.2f} {run.errors:>7}"
+            f" {1000 * run.server_cpu / acks:>18.3f} {1000 * run.database_cpu / acks:>20.3f}"
+        )
     click.echo(f"ratio one replica / no-op: {one.per_second / noop.per_second:.2f}x")
     click.echo(f"ratio two replicas / one: {two.per_second / one.per_second:.2f}x")
 
 
-def measure(url: str, connections: int, seconds: float, rounds: int) -> tuple[Run, Run, Run]:
+def measure(
+    url: str, connections: int, seconds: float, rounds: int, concurrency: int
+) -> tuple[Run, Run, Run]:
     """Start the servers, alternate the rounds between them, stop them."""
     env = {**os.environ, "BENCH_STORE_URL": url}
     with tempfile.TemporaryDirectory(prefix="bench-pg-") as folder:
@@ -221,7 +281,7 @@ def measure(url: str, connections: int, seconds: float, rounds: int) -> tuple[Ru
         noop_port, ports = free_port(), [free_port(), free_port(), free_port()]
         processes = [subprocess.Popen([sys.executable, __file__, "serve-noop", "--port", str(noop_port)])]
         for port in ports:
-            config = write_config(Path(folder), port, url)
+            config = write_config(Path(folder), port, concurrency)
             processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "connector", "serve", "--config", str(config)], env=env
@@ -232,6 +292,7 @@ def measure(url: str, connections: int, seconds: float, rounds: int) -> tuple[Ru
             for port, process in zip(ports, processes[1:], strict=True):
                 wait_answering(port, process)
             servers = [[noop_port], [ports[0]], ports[1:]]
+            pids = [[processes[0].pid], [processes[1].pid], [processes[2].pid, processes[3].pid]]
             base = 1_700_000_000_000 + int(time.time()) % 1000 * 1_000_000_000
             for port_group in servers:  # warm-up
                 wrk(port_group, connections, 1, script, base)
@@ -240,7 +301,8 @@ def measure(url: str, connections: int, seconds: float, rounds: int) -> tuple[Ru
             for i in range(rounds):
                 order = range(3) if i % 2 == 0 else reversed(range(3))
                 for which in order:
-                    runs[which] = merge(runs[which], wrk(servers[which], connections, seconds, script, base))
+                    round_run = measured(servers[which], pids[which], connections, seconds, script, base)
+                    runs[which] = merge(runs[which], round_run)
                     base += 500_000_000
             return runs[0], runs[1], runs[2]
         finally:
