@@ -1,18 +1,34 @@
 """Prometheus metrics, served at ``/metrics``.
 
-Defined once here on the default registry, updated where things happen: the webhook routes (received,
-accepted, rejected), the worker (flush duration, webhook-to-sheet latency), the sheet writer (requests,
-retries, rate-limiter waits); the inbox depth is read from the inbox when the metrics are scraped.
+Defined once here, updated where things happen: the webhook routes (received, accepted, rejected; on the
+default registry), the worker (flush duration, webhook-to-sheet latency) and the sheet writer (requests,
+retries, rate-limiter waits) on :data:`WORKER_REGISTRY`; the inbox depth is read from the inbox when the
+metrics are scraped.
+
+The worker runs in a child process of ``serve``: there its metrics use prometheus_client's multiprocess
+mode (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor), and ``serve`` reads them from that folder when
+scraped (:func:`render`), summed over the worker processes it has had, so counters survive a restart.
 """
 
 from __future__ import annotations
 
 import collections
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Final
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = [
     "CONTENT_TYPE",
@@ -24,8 +40,10 @@ __all__ = [
     "SHEETS_REQUESTS",
     "SHEETS_RETRIES",
     "WEBHOOK_TO_SHEET_SECONDS",
+    "WORKER_REGISTRY",
     "IntakeCounts",
     "render",
+    "worker_metrics_dir",
 ]
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
@@ -36,24 +54,35 @@ EVENTS_REJECTED: Final = Counter(
     ["reason"],
 )
 INBOX_DEPTH: Final = Gauge("doopage_inbox_events", "Events in the inbox, by status.", ["status"])
+
+# The worker's and the sheet writer's metrics (see the module docstring).
+WORKER_REGISTRY: Final = CollectorRegistry()
 FLUSH_SECONDS: Final = Histogram(
     "doopage_flush_seconds",
     "Duration of one flush of one spreadsheet (read, plan, write, retries included).",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+    registry=WORKER_REGISTRY,
 )
 WEBHOOK_TO_SHEET_SECONDS: Final = Histogram(
     "doopage_webhook_to_sheet_seconds",
     "Time from receiving an event to its row being written.",
     buckets=(0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300),
+    registry=WORKER_REGISTRY,
 )
 SHEETS_REQUESTS: Final = Counter(
     "doopage_sheets_requests_total",
     "Sheets API requests, by kind (read, write) and status (the HTTP status, or the error's name).",
     ["kind", "status"],
+    registry=WORKER_REGISTRY,
 )
-SHEETS_RETRIES: Final = Counter("doopage_sheets_retries_total", "Sheets attempts retried after a failure.")
+SHEETS_RETRIES: Final = Counter(
+    "doopage_sheets_retries_total", "Sheets attempts retried after a failure.", registry=WORKER_REGISTRY
+)
 RATE_LIMIT_WAIT_SECONDS: Final = Counter(
-    "doopage_rate_limit_wait_seconds_total", "Time spent waiting for the Sheets request budget.", ["kind"]
+    "doopage_rate_limit_wait_seconds_total",
+    "Time spent waiting for the Sheets request budget.",
+    ["kind"],
+    registry=WORKER_REGISTRY,
 )
 
 
@@ -94,6 +123,19 @@ INTAKE: Final = IntakeCounts()
 REGISTRY.register(INTAKE)
 
 
-def render() -> bytes:
-    """Every metric in Prometheus' text format."""
-    return generate_latest()
+def worker_metrics_dir(data_dir: Path) -> Path:
+    """The folder a worker child writes its metrics to, emptied of an earlier run's (call at start-up)."""
+    folder = data_dir / "worker-metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def render(worker_dir: Path | None = None) -> bytes:
+    """Every metric in Prometheus' text format: this process's, and the worker's (from the worker
+    children's folder when given, else this process's own)."""
+    if worker_dir is None:
+        return generate_latest() + generate_latest(WORKER_REGISTRY)
+    children = CollectorRegistry()
+    MultiProcessCollector(children, path=str(worker_dir))  # type: ignore[no-untyped-call]
+    return generate_latest() + generate_latest(children)

@@ -14,11 +14,23 @@ saw the event), and the Sheets requests the connector made: by kind, per flush, 
 
     python scripts/bench_e2e.py                         # 10,000 events at 200/s, default settings
     python scripts/bench_e2e.py --max-delay-ms 1200     # try another worker setting
+
+With ``--burst``: ``serve`` with its default settings (worker embedded, the built-in local Sheets server,
+the default quota) takes ``--burst-seconds`` of wrk load at full speed (32 connections, 2 threads; the
+Python generator if wrk is not on PATH) of customer_created events, each a new customer; then the inbox
+is polled until nothing is pending and the Customers worksheet read until it holds exactly one row per
+stored event. Prints the acknowledged events, their rate, and how long after the end of the load the
+sheet was exact (target: at most 60 s).
+
+    python scripts/bench_e2e.py --burst                 # one minute of load
+    python scripts/bench_e2e.py --burst --burst-seconds 10
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import math
 import sqlite3
@@ -29,12 +41,25 @@ import tempfile
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
-from loadgen import SendResult, send_each, wait_answering
+from loadgen import SendResult, created_event, run_load, send_each, wait_answering
+from servicekit import (
+    PATH,
+    TomlValue,
+    column,
+    inbox_counts,
+    log_tail,
+    start_service,
+    stop,
+    stored_bodies,
+    write_settings,
+)
+from wrkload import Numbering, Tally, have_wrk, run_wrk, tally_of
 
 from connector.events import CUSTOMER_EVENT_TYPES
 from connector.localsheets.testing import LocalSheets, LocalSheetsAdminError, local_sheets_process
@@ -42,10 +67,7 @@ from connector.settings import WorkerSettings
 from connector.store.sqlite_schema import inbox_path
 from connector.threaded_server import free_port
 
-TOKEN = "bench-e2e-token-0123456789abcdef"
-PATH = f"/webhooks/doopage/{TOKEN}"
 SPREADSHEET = "bench-e2e"
-MAPPING = Path(__file__).resolve().parents[1] / "config" / "mapping.example.toml"
 BASE_MS = 1_700_000_000_000
 WINDOW_SECONDS = 60.0
 FLUSH_GAP_MS = 5
@@ -76,29 +98,19 @@ def event_body(n: int, customers: int) -> bytes:
     return json.dumps(body).encode()
 
 
-def write_settings(
-    folder: Path, api_root: str, port: int, worker: dict[str, int], quota: int | None, embedded: bool
-) -> Path:
-    """Settings: the shipped mapping on the bench spreadsheet; defaults except what is given."""
-    mapping = MAPPING.read_text(encoding="utf-8").replace('"doopage-demo"', f'"{SPREADSHEET}"')
-    (folder / "mapping.toml").write_text(mapping, encoding="utf-8")
-    worker_lines = "".join(f"{name} = {value}\n" for name, value in worker.items())
-    worker_lines += "" if embedded else "embedded = false\n"
-    quota_line = (
-        ""
-        if quota is None
-        else f"rate_limit = {{ reads_per_minute = {quota}, writes_per_minute = {quota} }}\n"
-    )
-    path = folder / "bench.toml"
-    path.write_text(
-        f'[server]\nport = {port}\ndata_dir = "data"\nlog_level = "warning"\n'
-        f'[[endpoints]]\nname = "bench"\ntoken = "{TOKEN}"\nvalidation_key = "bench-key"\n'
-        f'[mapping]\nfile = "mapping.toml"\n'
-        f'[sheets]\napi_root = "{api_root}"\n{quota_line}'
-        f"[worker]\n{worker_lines}",
-        encoding="utf-8",
-    )
-    return path
+def settings_tables(
+    api_root: str | None, local_port: int | None, worker: dict[str, int], quota: int | None, embedded: bool
+) -> dict[str, dict[str, TomlValue]]:
+    """The settings beyond servicekit's: the Sheets API (the built-in local server on ``local_port`` when
+    ``api_root`` is None), the quota and the worker settings given; defaults for the rest."""
+    sheets: dict[str, TomlValue] = {} if api_root is None else {"api_root": api_root}
+    if quota is not None:
+        sheets["rate_limit"] = {"reads_per_minute": quota, "writes_per_minute": quota}
+    worker_table: dict[str, TomlValue] = {**worker, **({} if embedded else {"embedded": False})}
+    tables: dict[str, dict[str, TomlValue]] = {"sheets": sheets, "worker": worker_table}
+    if local_port is not None:
+        tables["local_sheets"] = {"port": local_port}
+    return tables
 
 
 @dataclass
@@ -158,29 +170,34 @@ def sheet_latencies(sent: SendResult, seen: dict[int, float], customers: int) ->
     return latencies
 
 
-def flushes(data_dir: Path) -> int:
-    """How many flushes settled events, from the times the inbox marked them done.
+def flush_sizes(data_dir: Path) -> list[tuple[int, int]]:
+    """The flushes that settled events, from the times the inbox marked them done: when each settled
+    (milliseconds since the epoch) and how many events it settled.
 
     A flush marks its events done in one transaction, within a millisecond or two, and the next flush
     needs at least a read and a write first; so settle times more than ``FLUSH_GAP_MS`` apart are
     different flushes."""
     conn = sqlite3.connect(f"{inbox_path(data_dir).as_uri()}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT DISTINCT updated_ms FROM events WHERE status = 'done' ORDER BY 1")
-        times = [int(at) for (at,) in rows]
+        rows = conn.execute(
+            "SELECT updated_ms, COUNT(*) FROM events WHERE status = 'done' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
     finally:
         conn.close()
-    return sum(1 for i, at in enumerate(times) if i == 0 or at - times[i - 1] > FLUSH_GAP_MS)
+    sizes: list[tuple[int, int]] = []
+    last = None
+    for at, count in rows:
+        if last is not None and at - last <= FLUSH_GAP_MS:
+            sizes[-1] = (sizes[-1][0], sizes[-1][1] + count)
+        else:
+            sizes.append((int(at), int(count)))
+        last = at
+    return sizes
 
 
-def pending(data_dir: Path) -> int:
-    """Events the worker has not settled yet."""
-    conn = sqlite3.connect(f"{inbox_path(data_dir).as_uri()}?mode=ro", uri=True)
-    try:
-        (count,) = conn.execute("SELECT COUNT(*) FROM events WHERE status = 'pending'").fetchone()
-        return int(count)
-    finally:
-        conn.close()
+def flushes(data_dir: Path) -> int:
+    """How many flushes settled events (see :func:`flush_sizes`)."""
+    return len(flush_sizes(data_dir))
 
 
 def most_in_window(series: list[tuple[float, dict[str, int]]], kinds: set[str]) -> int:
@@ -204,6 +221,123 @@ def percentile(values: list[float], q: float) -> float:
 
 
 READ_KINDS = {"values.batchGet", "spreadsheets.get", "values.get", "drive.files.get"}
+BURST_TARGET_SECONDS = 60.0
+
+
+def burst_load(port: int, seconds: int, connections: int) -> tuple[Tally, str]:
+    """Full-speed customer_created events (distinct customers) for ``seconds``: wrk (2 threads) if it is
+    on PATH, else the Python generator; what it saw, and which generator it was."""
+    if have_wrk():
+        tally = run_wrk(port, PATH, seconds, Numbering(), kind="customer_created", connections=connections)
+        return tally, "wrk (2 threads)"
+    result = asyncio.run(
+        run_load("127.0.0.1", port, PATH, created_event, itertools.count(), connections, seconds)
+    )
+    return tally_of(result), "the Python load generator (wrk is not on PATH)"
+
+
+def customer_ids(values: Iterable[Any]) -> list[int]:
+    """The customer ids among a column's values or stored bodies' customers (blank cells left out)."""
+    return [int(value) for value in values if isinstance(value, int | float) and not isinstance(value, bool)]
+
+
+def wait_exact(
+    sheets: LocalSheets, data_dir: Path, since: float, timeout: float, poll_seconds: float
+) -> tuple[float | None, int, int]:
+    """Wait until the Customers worksheet holds exactly one row per stored event (each a customer of
+    its own), every stored event settled; the seconds from ``since`` (perf_counter) to the read that
+    showed it (None: not within ``timeout``), the stored events and the rows last seen.
+
+    The inbox is polled until nothing is pending, and only then the (large) sheet read, so the polls do
+    not slow the worker down. Acknowledged events are among the stored ones (some more may have been
+    stored with their answer still on the way when the load stopped)."""
+    expected: set[int] | None = None
+    rows: list[int] = []
+    while time.perf_counter() < since + timeout:
+        if not inbox_counts(data_dir).get("pending"):
+            if expected is None:
+                stored = [json.loads(body)["data"]["customer"]["id"] for body in stored_bodies(data_dir)]
+                expected = set(customer_ids(stored))
+            rows = customer_ids(column(sheets, SPREADSHEET, "Customers", "Customer ID"))
+            at = time.perf_counter()
+            if len(rows) == len(expected) and set(rows) == expected:
+                return at - since, len(expected), len(rows)
+        time.sleep(poll_seconds)
+    return None, len(expected or ()), len(rows)
+
+
+def run_burst(
+    seconds: int,
+    connections: int,
+    worker: dict[str, int],
+    quota: int | None,
+    settle_timeout: float,
+    poll_ms: int,
+    sheets_process: bool,
+) -> None:
+    """The --burst benchmark: load at full speed, then how long until the sheet is exact."""
+    with tempfile.TemporaryDirectory(prefix="bench-burst-") as folder, contextlib.ExitStack() as stack:
+        port = free_port()
+        if sheets_process:
+            sheets = stack.enter_context(local_sheets_process())
+            sheets.create_spreadsheet(SPREADSHEET)
+            tables = settings_tables(sheets.url, None, worker, quota, True)
+        else:
+            local_port = free_port()
+            tables = settings_tables(None, local_port, worker, quota, True)
+            sheets = LocalSheets(f"http://127.0.0.1:{local_port}")
+            stack.callback(sheets.close)
+        config = write_settings(Path(folder), port, SPREADSHEET, **tables)
+        data_dir = Path(folder) / "data"
+        service = start_service(config, port=port)
+        try:
+            sheets.reset_counts()
+            tally, generator = burst_load(port, seconds, connections)
+            load_end, load_end_ms = time.perf_counter(), time.time() * 1000
+            during = sheets.total_requests()
+            caught_up, stored, rows = wait_exact(sheets, data_dir, load_end, settle_timeout, poll_ms / 1000)
+            counts = sheets.counts()
+            inbox = inbox_counts(data_dir)
+            sizes = flush_sizes(data_dir)
+        finally:
+            stop(service)
+        if service.returncode:
+            click.echo(f"serve exited with {service.returncode}:\n{log_tail(config)}", err=True)
+    where = (
+        "a local Sheets server process (memory only) at sheets.api_root"
+        if sheets_process
+        else "the built-in local Sheets server"
+    )
+    click.echo(
+        f"\nburst: {seconds} s of customer_created events (a new customer each) at full speed from "
+        f"{generator}, {connections} connections, against `serve` with default settings "
+        f"(worker embedded, {where}; worker overrides {worker or 'none'}, "
+        f"quota {quota or 'default (50 reads + 50 writes)'} per minute)"
+    )
+    click.echo(
+        f"acknowledged: {tally.acknowledged} in {tally.seconds:.1f} s = {tally.per_second:.0f}/s; "
+        f"errors {tally.errors}; latency p50 {tally.percentile_ms(50):.1f} ms, "
+        f"p99 {tally.percentile_ms(99):.1f} ms"
+    )
+    click.echo(
+        f"stored: {stored} events; inbox at the end {dict(sorted(inbox.items()))}; Customers rows {rows}"
+    )
+    timeline = ", ".join(f"{(at - load_end_ms) / 1000:+.1f} s: {n}" for at, n in sizes)
+    click.echo(
+        f"flushes ({len(sizes)}; when each settled, from the end of the load, and its events): {timeline}"
+    )
+    click.echo(
+        f"Sheets requests: {during} during the load, {sum(counts.values())} in all, "
+        f"by kind {dict(sorted(counts.items()))}"
+    )
+    if caught_up is None:
+        click.echo(f"catch-up: the sheet was NOT exact within {settle_timeout:g} s after the load")
+    else:
+        verdict = "met" if caught_up <= BURST_TARGET_SECONDS else "NOT met"
+        click.echo(
+            f"catch-up: the sheet was exact {caught_up:.1f} s after the end of the load "
+            f"(target <= {BURST_TARGET_SECONDS:g} s: {verdict})"
+        )
 
 
 @click.command()
@@ -221,6 +355,22 @@ READ_KINDS = {"values.batchGet", "spreadsheets.get", "values.get", "drive.files.
     help="Run the worker as its own process (`doopage-sheets worker`) instead of inside `serve`.",
 )
 @click.option("--settle-timeout", default=300.0, show_default=True, help="Seconds to wait for the sheet.")
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Instead: full-speed wrk load of new customers, then how long until the sheet is exact.",
+)
+@click.option("--burst-seconds", default=60, show_default=True, help="Seconds of load with --burst.")
+@click.option("--burst-connections", default=32, show_default=True, help="Connections of the --burst load.")
+@click.option(
+    "--burst-sheets",
+    type=click.Choice(["builtin", "process"]),
+    default="builtin",
+    show_default=True,
+    help="With --burst: the built-in local Sheets server (the default settings), or a local Sheets "
+    "server process without a data file at sheets.api_root (to see the worker without the built-in "
+    "server's cost of saving its file on every write).",
+)
 def main(
     events: int,
     rate: float,
@@ -232,16 +382,32 @@ def main(
     quota: int | None,
     worker_process: bool,
     settle_timeout: float,
+    burst: bool,
+    burst_seconds: int,
+    burst_connections: int,
+    burst_sheets: str,
 ) -> None:
     """Measure acknowledgement and webhook-to-sheet latency, and the Sheets requests used."""
     worker = {"batch_size": batch_size, "max_delay_ms": max_delay_ms}
     overrides = {name: value for name, value in worker.items() if value is not None}
+    if burst:
+        run_burst(
+            burst_seconds,
+            burst_connections,
+            overrides,
+            quota,
+            settle_timeout,
+            poll_ms,
+            burst_sheets == "process",
+        )
+        return
     defaults = WorkerSettings()
     bodies = [event_body(n, customers) for n in range(events)]
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as folder, local_sheets_process() as sheets:
         sheets.create_spreadsheet(SPREADSHEET)
         port = free_port()
-        config = write_settings(Path(folder), sheets.url, port, overrides, quota, not worker_process)
+        tables = settings_tables(sheets.url, None, overrides, quota, not worker_process)
+        config = write_settings(Path(folder), port, SPREADSHEET, **tables)
         commands = ["serve", "worker"] if worker_process else ["serve"]
         processes = [
             subprocess.Popen([sys.executable, "-m", "connector", command, "--config", str(config)])
@@ -259,7 +425,7 @@ def main(
             deadline = time.monotonic() + settle_timeout
             # Settled: nothing pending in the inbox, and every customer's last marker seen in the sheet.
             last = {n % customers: n for n in range(events)}
-            while pending(data_dir) or not all(n in observer.seen for n in last.values()):
+            while inbox_counts(data_dir).get("pending") or not all(n in observer.seen for n in last.values()):
                 if time.monotonic() > deadline:
                     click.echo("the sheet did not settle in time; figures below are partial", err=True)
                     break

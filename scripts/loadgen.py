@@ -3,7 +3,8 @@
 :func:`run_load` keeps ``connections`` keep-alive connections busy for a while, each sending one request
 after another (a closed loop), and records every answer's status and latency; :func:`send_each` sends a
 given list of bodies once each, optionally on a fixed schedule, and records every body's outcome;
-:func:`wait_answering` waits for a server a benchmark started. It speaks just enough HTTP/1.1 for our
+:func:`send_until_acknowledged` does the same but delivers a refused or failed body again, as a webhook
+sender that retries does; :func:`wait_answering` waits for a server a benchmark started. It speaks just enough HTTP/1.1 for our
 own servers (Content-Length bodies), which keeps the client far cheaper per request than the server it
 measures: with two cores, a heavyweight client would measure itself.
 
@@ -142,6 +143,7 @@ class Delivery:
     sent_at: float = float("nan")
     acked_at: float = float("nan")
     status: int = 0  # 0: no answer (the connection failed first)
+    attempts: int = 0  # sends (more than one with send_until_acknowledged's retries)
 
     @property
     def acknowledged(self) -> bool:
@@ -221,6 +223,67 @@ async def send_each(
     return SendResult(seconds=time.perf_counter() - start, deliveries=deliveries)
 
 
+# Answers a sender delivers again later: the server is busy or unavailable, or timed out.
+RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+ANSWER_TIMEOUT_S = 10.0
+
+
+async def send_until_acknowledged(
+    host: str,
+    port: int,
+    path: str,
+    bodies: Sequence[bytes],
+    connections: int,
+    rate: float,
+    retry_seconds: float = 0.5,
+    stop_at: float = math.inf,
+) -> SendResult:
+    """POST every body on a fixed schedule (body i at ``i / rate`` seconds) and deliver it again, after
+    ``retry_seconds``, as long as it is refused with a retryable status or the connection fails (the
+    server is down or restarting), as a webhook sender that retries does; each delivery records its last
+    answer and how many sends it took. A body still undelivered at ``stop_at`` (perf_counter) is given up.
+    """
+    deliveries = [Delivery(i) for i in range(len(bodies))]
+    cursor = iter(range(len(bodies)))
+    start = time.perf_counter()
+
+    async def deliver(
+        i: int, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """Send body i until it is answered for good; the connection to go on with."""
+        delivery = deliveries[i]
+        while time.perf_counter() < stop_at:
+            try:
+                if connection is None:
+                    connection = await asyncio.open_connection(host, port)
+                reader, writer = connection
+                delivery.attempts += 1
+                delivery.sent_at = time.perf_counter()
+                writer.write(request_bytes(host, port, path, bodies[i]))
+                delivery.status = await asyncio.wait_for(read_response(reader), ANSWER_TIMEOUT_S)
+                delivery.acked_at = time.perf_counter()
+                if delivery.status not in RETRIED_STATUSES:
+                    return connection
+            except (OSError, asyncio.IncompleteReadError, ValueError):  # TimeoutError is an OSError
+                delivery.status = 0
+                if connection is not None:
+                    connection[1].close()
+                connection = None
+            await asyncio.sleep(retry_seconds)
+        return connection
+
+    async def one_connection() -> None:
+        connection = None
+        for i in cursor:
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            connection = await deliver(i, connection)
+        if connection is not None:
+            connection[1].close()
+
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    return SendResult(seconds=time.perf_counter() - start, deliveries=deliveries)
+
+
 def customer_event(n: int) -> bytes:
     """The n-th distinct customer_updated event (a new dedup key every time)."""
     return json.dumps(
@@ -229,6 +292,19 @@ def customer_event(n: int) -> bytes:
             "event_type": "customer_updated",
             "timestamp": 1_700_000_000_000 + n,
             "data": {"customer": {"id": n % 5000 + 1, "name": f"Khách hàng {n}"}},
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def created_event(n: int) -> bytes:
+    """The n-th distinct customer_created event: a new customer (id n + 1) every time."""
+    return json.dumps(
+        {
+            "company_id": 1,
+            "event_type": "customer_created",
+            "timestamp": 1_700_000_000_000 + n,
+            "data": {"customer": {"id": n + 1, "name": f"Khách hàng {n}"}},
         },
         ensure_ascii=False,
     ).encode()

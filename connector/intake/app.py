@@ -212,7 +212,7 @@ def metrics_endpoint(request: Request[None, None, State]) -> Response[bytes]:
         depth[row.status] = depth.get(row.status, 0) + row.count
     for status, count in depth.items():
         metrics.INBOX_DEPTH.labels(status).set(count)
-    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+    return Response(metrics.render(request.app.state.get("worker_metrics")), media_type=metrics.CONTENT_TYPE)
 
 
 def _internal_error(request: Request[None, None, State], exc: Exception) -> Response[dict[str, object]]:
@@ -263,7 +263,8 @@ def create_app(settings: Settings, inbox: Intake | None = None) -> Litestar:
         if not settings.worker.embedded:
             yield
             return
-        supervisor = WorkerSupervisor(settings)
+        app.state["worker_metrics"] = metrics.worker_metrics_dir(settings.data_dir)
+        supervisor = WorkerSupervisor(settings, app.state["worker_metrics"])
         await asyncio.to_thread(supervisor.start)
         app.state.worker = supervisor
         try:

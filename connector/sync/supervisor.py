@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final
 
@@ -74,8 +76,12 @@ def decode_settings(line: bytes) -> Settings:
 class WorkerSupervisor:
     """Starts the worker child, restarts it when it dies, and stops it (after its flush) on request."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics_dir: Path | None = None) -> None:
+        """``metrics_dir``: where the child keeps its Prometheus metrics (multiprocess mode)."""
         self._payload = encode_settings(settings)
+        self._env = dict(os.environ)
+        if metrics_dir is not None:
+            self._env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         self._child: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -104,7 +110,7 @@ class WorkerSupervisor:
     def _spawn(self) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "connector.sync.supervisor"]
         child = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=self._env
         )
         assert child.stdin is not None
         assert child.stdout is not None

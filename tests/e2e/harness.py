@@ -71,7 +71,7 @@ rate_limit = {{ reads_per_minute = 100000, writes_per_minute = 100000 }}
 [worker]
 max_delay_ms = 20
 poll_ms = 10
-# A killed worker's claims must come back within the test, not after the default two minutes.
+# Shorter than the default (10 s), so that what a killed process held comes back quickly in the tests.
 lease_ms = 3000
 backoff_ms = 20
 max_backoff_ms = 200

@@ -1,4 +1,5 @@
-"""The contract every store backend meets: claims, locks with fencing tokens, state, flush records."""
+"""The contract every store backend meets: intake dedup, claims, locks with fencing tokens, state, flush
+records."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from connector.errors import StaleFence
 from connector.store.protocols import WorkStore
+from connector.store.records import InboxRecord
 from connector.sync.state import EntityKey, fold_batch
 from tests.state.conftest import sample
 from tests.store.conftest import Backend, record
@@ -187,3 +189,39 @@ def test_a_gone_owners_leases_and_locks_end_at_once(store: WorkStore) -> None:
     taken = store.take_lock("sheet-1", "alive", ttl_ms=1_000, now=1)
     assert taken is not None
     assert taken.token > fence.token
+
+
+def untimed(content: str, n: int, subject: str = "customer:1") -> InboxRecord:
+    """A record without a timestamp (tag_set, note_changed, ...), received at ``n``."""
+    return InboxRecord(
+        received_ms=1_000 + n,
+        endpoint="main",
+        company_id=1,
+        event_type="tag_set",
+        event_ms=None,
+        body=b"{}",
+        content_key=content,
+        subject=subject,
+    )
+
+
+def test_intake_stores_a_timestamped_event_once_however_often_it_comes(backend: Backend) -> None:
+    put, _ = backend
+    assert put([record(1), record(2), record(1)]) == [True, True, False]  # within one group
+    assert put([record(2), record(3)]) == [False, True]  # across groups
+
+
+def test_intake_takes_an_untimed_event_again_only_when_it_is_not_the_subjects_latest(
+    backend: Backend,
+) -> None:
+    put, open_store = backend
+    # Tag A set, redelivered (a duplicate: it repeats the latest), unset (B), set again (A: a new event).
+    assert put([untimed("A", 1), untimed("A", 2)]) == [True, False]
+    assert put([untimed("B", 3)]) == [True]
+    assert put([untimed("A", 4), untimed("A", 5)]) == [True, False]
+    assert put([untimed("A", 6, subject="customer:2")]) == [True]  # another subject has its own latest
+    store = open_store()
+    try:
+        assert sum(c.count for c in store.counts()) == 4
+    finally:
+        store.close()
