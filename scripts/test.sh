@@ -35,15 +35,23 @@ start_postgres() {
     else
         sudo -n pg_ctlcluster "$version" "$cluster" start 2>/dev/null || true
     fi
+    if ! pg_lsclusters --no-header | grep -Eq "^$version +$cluster +$port +online"; then
+        echo "test.sh: PostgreSQL $version/$cluster would not start (see its log under /var/log/postgresql)"
+        return 0
+    fi
     local name="doopage_sheets_test_$$"
     local password
     password=$(.venv/bin/python -c 'import secrets; print(secrets.token_hex(16))')
-    as_postgres psql -q -p "$port" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+    PG_TEST_DB="$name"  # dropped at exit, whatever is made of it below
+    PG_TEST_PORT="$port"
+    if ! as_postgres psql -q -p "$port" -v ON_ERROR_STOP=1 >/dev/null <<SQL
 CREATE ROLE $name LOGIN PASSWORD '$password';
 CREATE DATABASE $name OWNER $name;
 SQL
-    PG_TEST_DB="$name"
-    PG_TEST_PORT="$port"
+    then
+        echo "test.sh: could not make a test role and database in PostgreSQL $version/$cluster"
+        return 0
+    fi
     export DOOPAGE_SHEETS_TEST_PG="postgresql://$name:$password@127.0.0.1:$port/$name"
     export DOOPAGE_SHEETS_TEST_PG_CLUSTER="$version $cluster"
     echo "test.sh: PostgreSQL $version/$cluster on port $port, throwaway database $name"
