@@ -32,7 +32,7 @@ import psycopg_pool
 
 from connector.errors import StoreError
 from connector.store.pg_schema import check_version
-from connector.store.pg_store import COUNT_BY_STATUS, EVENTS_CHANNEL, store_errors
+from connector.store.pg_store import COUNT_BY_STATUS, EVENTS_CHANNEL, first_line, store_errors
 from connector.store.records import InboxRecord, StatusCount, now_ms
 from connector.store.sqlite_writer import first_of_each
 
@@ -129,8 +129,9 @@ class PgIntake:
     async def aclose(self) -> None:
         """Wait for the commits in flight, then close the pool."""
         self._closed = True
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self.commit_timeout_s)
+        commits = {task for task in self._tasks if task is not asyncio.current_task()}
+        if commits:
+            await asyncio.wait(commits, timeout=self.commit_timeout_s)
         _fail(self._queue, StoreError("the intake is closed"))
         self._queue = []
         if self._pool is not None:
@@ -238,7 +239,7 @@ class PgIntake:
                 if attempt == CONFLICT_RETRIES:
                     raise StoreError("the intake's transaction kept conflicting with another") from None
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-                raise StoreError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from exc
+                raise StoreError(first_line(exc)) from exc
         raise AssertionError("unreachable")
 
 

@@ -43,7 +43,7 @@ from connector.store.records import (
 from connector.store.sqlite_store import stale, state_rows
 from connector.sync.state import EntityKey, EntityKind, EntityState, decode_state
 
-__all__ = ["EVENTS_CHANNEL", "PgStore", "open_pool", "store_errors"]
+__all__ = ["EVENTS_CHANNEL", "PgStore", "first_line", "open_pool", "store_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def open_pool(conninfo: str, max_size: int, name: str) -> psycopg_pool.Connectio
         pool.open(wait=True, timeout=POOL_TIMEOUT_S)
     except psycopg_pool.PoolTimeout as exc:
         pool.close()
-        raise StoreError(f"cannot connect to the database: {_first_line(exc)}") from exc
+        raise StoreError(f"cannot connect to the database: {first_line(exc)}") from exc
     return pool
 
 
@@ -159,10 +159,11 @@ def store_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-        raise StoreError(f"{what}: {_first_line(exc)}") from exc
+        raise StoreError(f"{what}: {first_line(exc)}") from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error's first line (psycopg's messages go on with details and hints)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -238,7 +239,7 @@ class PgStore:
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
                             self._wake.set()
             except psycopg.Error as exc:
-                log.debug("listening for new events failed (%s); trying again", _first_line(exc))
+                log.debug("listening for new events failed (%s); trying again", first_line(exc))
                 self._wake.set()
                 self._closed.wait(1.0)
 
