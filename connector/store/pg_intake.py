@@ -45,14 +45,15 @@ DEFAULT_COMMIT_TIMEOUT_S: Final = 5.0
 CONFLICT_RETRIES: Final = 3
 
 # The rows inserted, and one NOTIFY (on EVENTS_CHANNEL) when there is any: one statement, so that a group
-# of timestamped events is one round trip (committed before its answer comes back, in autocommit).
+# of timestamped events is one round trip (committed before its answer comes back, in autocommit). The
+# arrays go in binary (%b): no text escaping of the bodies.
 INSERT: Final = """
 WITH inserted AS (
     INSERT INTO events (received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key,
         content_key, subject, status, updated_ms)
     SELECT r, e, c, t, m, b, d, k, s, st, r FROM unnest(
-        %s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bytea[], %s::text[],
-        %s::text[], %s::text[], %s::text[]
+        %b::bigint[], %b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::bytea[], %b::text[],
+        %b::text[], %b::text[], %b::text[]
     ) AS rows (r, e, c, t, m, b, d, k, s, st)
     ON CONFLICT (dedup_key) DO NOTHING
     RETURNING dedup_key
