@@ -214,18 +214,21 @@ class PgStore:
     # --- waking up --------------------------------------------------------------------------------------
 
     def wait_for_work(self, stop: threading.Event, timeout_s: float) -> None:
-        """Sleep ``timeout_s``, or, when no event at all was pending at the last look, until the intake
-        notifies new events (at most IDLE_WAIT_S); a notification or ``stop`` ends the wait early."""
+        """Sleep ``timeout_s`` while events are pending; when none at all was at the last look, sleep until
+        the intake notifies new events (at most IDLE_WAIT_S). ``stop`` ends either wait early."""
         if self._listener is None:
             self._listener = threading.Thread(target=self._listen, name="store-listen", daemon=True)
             self._listener.start()
-        limit = max(timeout_s, IDLE_WAIT_S) if self._idle else timeout_s
+        if not self._idle:  # events are waiting to become due: notifications change nothing
+            stop.wait(timeout_s)
+            return
         step = min(timeout_s, 0.1)
         waited = 0.0
-        while waited < limit and not stop.is_set():
+        while waited < max(timeout_s, IDLE_WAIT_S) and not stop.is_set():
             if self._wake.wait(step):
                 break
             waited += step
+        # A notification from before the last look at the work costs one pass at most.
         self._wake.clear()
 
     def _listen(self) -> None:
