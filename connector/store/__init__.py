@@ -22,7 +22,7 @@ def open_work_store(settings: Settings) -> WorkStore:
     if settings.store is not None:
         from connector.store.pg_store import PgStore
 
-        return PgStore.open(settings.store.url.reveal(), settings.store.worker_pool_size)
+        return PgStore.open(settings.store.url.reveal(), settings.store.worker_pool_size, settings.source)
     from connector.store.sqlite_store import SqliteStore
 
     return SqliteStore.open(settings.data_dir)
@@ -55,4 +55,4 @@ def check_store(settings: Settings) -> None:
         store_errors("cannot open the store"),
         psycopg.connect(settings.store.url.reveal(), connect_timeout=10) as conn,
     ):
-        check_version(conn)
+        check_version(conn, settings.source)

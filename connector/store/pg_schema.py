@@ -28,7 +28,7 @@ MIGRATION_LOCK: Final = 0x646F6F70616765  # "doopage"
 
 _FILE: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-MIGRATE_HINT: Final = "run `doopage-sheets migrate --config <your settings file>`"
+MIGRATE_HINT: Final = "run `doopage-sheets migrate --config {config}`"
 
 
 class Migration:
@@ -68,8 +68,10 @@ def applied_version(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def check_version(conn: psycopg.Connection[Any]) -> None:
-    """Raise StoreError, saying what to do, unless the database has exactly this program's schema."""
+def check_version(conn: psycopg.Connection[Any], config: str = "") -> None:
+    """Raise StoreError, saying what to do, unless the database has exactly this program's schema
+    (``config``: the settings file, for the command to run)."""
+    hint = MIGRATE_HINT.format(config=config or "<your settings file>")
     version = applied_version(conn)
     known = known_version()
     if version == known:
@@ -80,9 +82,9 @@ def check_version(conn: psycopg.Connection[Any]) -> None:
             " upgrade doopage-sheets on this host"
         )
     if version == 0:
-        raise StoreError(f"the database has no doopage-sheets schema yet: {MIGRATE_HINT}")
+        raise StoreError(f"the database has no doopage-sheets schema yet: {hint}")
     raise StoreError(
-        f"the database has schema version {version}, older than this program's ({known}): {MIGRATE_HINT}"
+        f"the database has schema version {version}, older than this program's ({known}): {hint}"
     )
 
 

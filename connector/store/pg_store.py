@@ -180,12 +180,13 @@ class PgStore:
         self._listener: threading.Thread | None = None
 
     @classmethod
-    def open(cls, conninfo: str, pool_size: int = 2) -> PgStore:
-        """A store on this database; StoreError if it cannot be reached or has another schema version."""
+    def open(cls, conninfo: str, pool_size: int = 2, config: str = "") -> PgStore:
+        """A store on this database; StoreError if it cannot be reached or has another schema version
+        (``config``: the settings file, named in the command the error says to run)."""
         pool = open_pool(conninfo, max(pool_size, 2), "doopage-sheets-worker")
         try:
             with store_errors("cannot open the store"), pool.connection() as conn:
-                check_version(conn)
+                check_version(conn, config)
         except StoreError:
             pool.close()
             raise

@@ -32,7 +32,7 @@ def test_migrate_then_serve_and_worker_start_only_on_the_schema_they_know(tmp_pa
         for command in ("serve", "worker"):
             refused = runner.invoke(main, [command, "--config", config], env=env)
             assert refused.exit_code == 2, refused.output
-            assert "run `doopage-sheets migrate --config" in refused.output
+            assert f"run `doopage-sheets migrate --config {config}`" in refused.output
         migrated = runner.invoke(main, ["migrate", "--config", config], env=env)
         assert migrated.exit_code == 0, migrated.output
         assert "applied 0001_initial.sql" in migrated.output
