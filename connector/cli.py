@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from connector.commands import backfill, demo, inspect, operate, service, setup
+from connector.commands import backfill, demo, inspect, operate, service, setup, storage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,5 +26,7 @@ for command in (
     backfill.backfill,
     setup.init,
     setup.mapping,
+    storage.migrate,
+    storage.store,
 ):
     main.add_command(command)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -33,6 +34,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SmtpSettings",
+    "StoreSettings",
     "WorkerSettings",
     "load_settings",
     "parse_settings",
@@ -136,6 +138,17 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     max_backoff_ms: PositiveInt = 300_000
 
 
+class StoreSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """A shared PostgreSQL store instead of the SQLite file in ``server.data_dir`` (see README, "When one
+    machine is not enough"); the URL is a secret (it may hold a password): ``env:NAME`` or ``file:PATH``."""
+
+    url: Secret  # postgresql://user:password@host:5432/database?sslmode=require
+    # Connections each worker process keeps (a flush and its heartbeat run at once).
+    worker_pool_size: Annotated[int, msgspec.Meta(ge=2, le=64)] = 2
+    # Group commits the intake of one replica may have in flight at once.
+    commit_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+
+
 class LocalSheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """The built-in local Sheets server, used when no Google credentials are configured."""
 
@@ -198,6 +211,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     local_sheets: LocalSheetsSettings = msgspec.field(default_factory=LocalSheetsSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
+    store: StoreSettings | None = None  # None: the SQLite file in server.data_dir
     source: str = ""  # the file these settings came from; set by load_settings, not written in the file
 
     @property
@@ -218,6 +232,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
             secrets.append(self.alerts.webhook_url.reveal())
         if self.alerts.smtp is not None and self.alerts.smtp.password is not None:
             secrets.append(self.alerts.smtp.password.reveal())
+        if self.store is not None:
+            url = self.store.url.reveal()
+            secrets.append(url)
+            password = urlsplit(url).password
+            if password:
+                secrets.append(password)
         return secrets
 
 
@@ -269,6 +289,8 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str] | None = Non
         raise ConfigError(file, "alerts.webhook_url", "an http(s) URL is needed (the incoming webhook's URL)")
     for j, cidr in enumerate(settings.server.trusted_proxies):
         _check_network(file, f"server.trusted_proxies[{j}]", cidr)
+    if settings.store is not None:
+        _check_store_url(file, settings.store.url.reveal())
     server = msgspec.structs.replace(
         settings.server, data_dir=str((base / settings.server.data_dir).resolve())
     )
@@ -348,6 +370,23 @@ def _check_console(file: str, console: ConsoleSettings) -> None:
             f"the console listens on {console.host}, not only on this machine, so it needs a password: "
             'set console.basic_auth = { username = "...", password = "env:NAME" } (or host = "127.0.0.1")',
         )
+
+
+def _check_store_url(file: str, url: str) -> None:
+    """A PostgreSQL connection URL (``postgresql://user@host/db``); its text is never put in the error."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            file,
+            "store.url",
+            "not a PostgreSQL URL: it must start with postgresql:// (postgresql://user@host/db)",
+        )
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        raise ConfigError(file, "store.url", "the port in the URL is not a number") from None
+    if not parts.path.strip("/") and "dbname=" not in parts.query:
+        raise ConfigError(file, "store.url", "the URL names no database (postgresql://user@host/DATABASE)")
 
 
 def _check_network(file: str, path: str, cidr: str) -> None:

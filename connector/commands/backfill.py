@@ -67,6 +67,18 @@ def backfill() -> None:
     """
 
 
+def _sqlite_store_only(settings: Settings) -> Settings:
+    """Backfill imports into the embedded SQLite store; with a PostgreSQL store, say what to do instead."""
+    if settings.store is not None:
+        click.echo(
+            "backfill: imports go into the SQLite store only; run the backfill before moving to PostgreSQL"
+            " (then `doopage-sheets store copy`), or on a settings file without [store]",
+            err=True,
+        )
+        sys.exit(2)
+    return settings
+
+
 def _common_options(func: F) -> F:
     """The options every import takes."""
     options = [
@@ -158,7 +170,7 @@ def events(
     timestamp take the as-of time plus their line number (in milliseconds) as their time, so the file's
     order is kept. Lines of an event type this version does not know are kept, as the service keeps them.
     """
-    settings = load_or_exit(config_path)
+    settings = _sqlite_store_only(load_or_exit(config_path))
     as_of_ms = _as_of(settings, as_of, timezone_name, file, remember=not check_only)
     with file.open("rb") as stream:
         parsed = read_jsonl(stream, as_of_ms, settings.server.body_limit)
@@ -255,7 +267,7 @@ def orders(
 )
 def resume(config_path: Path, rows_per_write: int) -> None:
     """Write the imported events an interrupted backfill left unwritten."""
-    settings = load_or_exit(config_path)
+    settings = _sqlite_store_only(load_or_exit(config_path))
     setup_logging(settings, "warning")
     totals = _write(settings, rows_per_write)
     _print_write(totals)
@@ -277,7 +289,7 @@ def _import_csv(
     rows_per_write: int,
     timezone_name: str,
 ) -> None:
-    settings = load_or_exit(config_path)
+    settings = _sqlite_store_only(load_or_exit(config_path))
     zone = _or_usage_exit(lambda: parse_timezone(timezone_name))
     columns = _or_usage_exit(lambda: parse_column_map(kind, column_specs))
     if len(delimiter) != 1:

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import click
 
-from connector.errors import ConfigError
+from connector.errors import ConfigError, StoreError
 from connector.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -40,6 +40,17 @@ def exit_on_config_error() -> Iterator[None]:
         yield
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+@contextlib.contextmanager
+def exit_on_store_error() -> Iterator[None]:
+    """Turn a StoreError at start-up (an unreachable database, a schema to migrate) into its message on
+    standard error and exit status 2."""
+    try:
+        yield
+    except StoreError as exc:
+        click.echo(f"store error: {exc}", err=True)
         sys.exit(2)
 
 

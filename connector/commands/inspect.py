@@ -10,11 +10,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from connector.commands.common import config_option, exit_on_config_error, format_ms, load_or_exit
+from connector.commands.common import (
+    config_option,
+    exit_on_config_error,
+    exit_on_store_error,
+    format_ms,
+    load_or_exit,
+)
 from connector.errors import ConfigError
 from connector.settings import Settings
 from connector.sheets.backend import sheets_backend
 from connector.store import open_work_store
+from connector.store.copy import store_label
 from connector.store.records import STATUSES, now_ms
 from connector.store.sqlite_schema import inbox_path
 from connector.untrusted import as_text, for_rich, printable
@@ -28,11 +35,16 @@ if TYPE_CHECKING:
 def status(config_path: Path) -> None:
     """Print the inbox by status and event type, the lag per company, and each spreadsheet's last flush."""
     settings = load_or_exit(config_path)
-    path = inbox_path(settings.data_dir)
-    if not path.exists():
-        click.echo(f"no inbox yet at {path}: no event has been received")
-        return
-    queue = open_work_store(settings)
+    if settings.store is None:
+        path = inbox_path(settings.data_dir)
+        if not path.exists():
+            click.echo(f"no inbox yet at {path}: no event has been received")
+            return
+        where = str(path)
+    else:
+        where = store_label(settings.store.url.reveal())
+    with exit_on_store_error():
+        queue = open_work_store(settings)
     try:
         counts, lag, flushes = queue.counts(), queue.lag(), queue.flushes()
     finally:
@@ -44,7 +56,7 @@ def status(config_path: Path) -> None:
     totals = dict.fromkeys(STATUSES, 0)
     for row in counts:
         totals[row.status] = totals.get(row.status, 0) + row.count
-    summary = Table(title=as_text(f"Inbox {path}"))
+    summary = Table(title=as_text(f"Inbox {where}"))
     for name in totals:
         summary.add_column(as_text(name), justify="right")
     summary.add_row(*(str(n) for n in totals.values()))

@@ -19,6 +19,7 @@ from connector.commands.common import (
     config_option,
     exit_cleanly_after_shutdown,
     exit_on_config_error,
+    exit_on_store_error,
     load_or_exit,
     setup_logging,
 )
@@ -105,11 +106,14 @@ def serve(config_path: Path, show_token: bool) -> None:
     from connector.http_limits import uvicorn_limits
     from connector.intake.app import create_app
     from connector.preflight import check_data_dir, check_open_files, listening_socket
+    from connector.store import check_store
 
     loaded = load_or_exit(config_path)
     setup_logging(loaded)
     for warning in config_warnings(loaded):
         log.warning(warning)
+    with exit_on_store_error():
+        check_store(loaded)
     resources = contextlib.ExitStack()
     with exit_on_config_error():
         # Before anything starts: a mistake here must not leave a half-started service behind.
@@ -162,7 +166,7 @@ def worker(config_path: Path) -> None:
     loaded = load_or_exit(config_path)
     setup_logging(loaded)
     resources = contextlib.ExitStack()
-    with exit_on_config_error():
+    with exit_on_config_error(), exit_on_store_error():
         check_data_dir(loaded)
         settings = resources.enter_context(sheets_backend(loaded))
         thread = WorkerThread(settings)
@@ -174,7 +178,8 @@ def worker(config_path: Path) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with resources:
-        thread.start()
+        with exit_on_store_error():
+            thread.start()
         while not thread.stop_event.wait(1.0):
             pass
         # The pass in flight finishes (or its events are left leased, to be claimed again after a restart).

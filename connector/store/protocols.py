@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Literal, Protocol
 
@@ -201,6 +202,11 @@ class FlushLog(Protocol):
 
 class WorkStore(Claims, Locks, EntityStates, FlushLog, Protocol):
     """Every role a worker uses, on one connection of its own."""
+
+    def wait_for_work(self, stop: threading.Event, timeout_s: float) -> None:
+        """Sleep between passes of an idle worker: ``timeout_s``, or until ``stop`` is set; a backend that
+        hears of new events (PostgreSQL's NOTIFY) may wake earlier, and sleep longer when nothing waits."""
+        ...
 
     def close(self) -> None:
         """Release the connection."""

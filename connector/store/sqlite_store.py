@@ -31,7 +31,7 @@ from connector.store.records import (
 from connector.store.sqlite_schema import connect, count_events, inbox_path, migrate, transaction
 from connector.sync.state import EntityKey, EntityKind, EntityState, decode_state, encode_state
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "stale", "state_rows"]
 
 
 PENDING_WORK: Final = """
@@ -123,6 +123,10 @@ class SqliteStore:
         """Release the connection."""
         with self._lock:
             self._conn.close()
+
+    def wait_for_work(self, stop: threading.Event, timeout_s: float) -> None:
+        """Sleep between passes of an idle worker (SQLite has no notifications: a plain poll)."""
+        stop.wait(timeout_s)
 
     @contextlib.contextmanager
     def _db(self, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -311,7 +315,7 @@ class SqliteStore:
 
     def save_states(self, states: Iterable[EntityState]) -> None:
         with self._db() as db:
-            db.executemany(UPSERT_STATE, _state_rows(states))
+            db.executemany(UPSERT_STATE, state_rows(states))
 
     def company_states(self, kind: EntityKind, company_id: int) -> list[EntityState]:
         with self._db(write=False) as db:
@@ -342,11 +346,8 @@ class SqliteStore:
         with self._db() as db:
             row = db.execute("SELECT token FROM locks WHERE name = ?", (fence.name,)).fetchone()
             if row is None or row[0] != fence.token:
-                raise StaleFence(
-                    f"the lock of {fence.name} was taken by another holder (token {row and row[0]},"
-                    f" ours {fence.token}); nothing saved"
-                )
-            db.executemany(UPSERT_STATE, _state_rows(states.values()))
+                raise stale(fence, row and row[0])
+            db.executemany(UPSERT_STATE, state_rows(states.values()))
             db.executemany(
                 "UPDATE events SET status = 'done', last_error = NULL, updated_ms = ?, lease_owner = NULL,"
                 " lease_until = NULL WHERE id = ? AND status IN ('pending', 'backfill')",
@@ -371,5 +372,14 @@ class SqliteStore:
             return [FlushRecord(*row) for row in rows]
 
 
-def _state_rows(states: Iterable[EntityState]) -> list[tuple[str, int, int, bytes]]:
+def state_rows(states: Iterable[EntityState]) -> list[tuple[str, int, int, bytes]]:
+    """States as ``entity_state`` rows (both backends)."""
     return [(s.key.kind, s.key.company_id, s.key.entity_id, encode_state(s)) for s in states]
+
+
+def stale(fence: Fence, token: int | None) -> StaleFence:
+    """The refusal of a flush commit whose fence is no longer its lock's newest hold (both backends)."""
+    return StaleFence(
+        f"the lock of {fence.name} was taken by another holder (token {token}, ours {fence.token});"
+        " nothing saved"
+    )

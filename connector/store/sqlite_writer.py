@@ -32,7 +32,7 @@ import msgspec
 from connector.store.records import InboxRecord, now_ms
 from connector.store.sqlite_schema import connect, transaction
 
-__all__ = ["Committed", "FrameReader", "WriteBatch", "frame", "insert_all", "main"]
+__all__ = ["Committed", "FrameReader", "WriteBatch", "first_of_each", "frame", "insert_all", "main"]
 
 log = logging.getLogger("connector.store.sqlite_writer")
 
@@ -134,7 +134,7 @@ def insert_all(conn: sqlite3.Connection, records: list[InboxRecord]) -> list[boo
     simple = len(records) <= _ROWS_PER_INSERT and not any(record.repeatable for record in records)
     if records and simple:
         keys = [record.content_key for record in records]
-        return _first_of_each(keys, _insert_rows(conn, list(zip(records, keys, strict=True))))
+        return first_of_each(keys, _insert_rows(conn, list(zip(records, keys, strict=True))))
     with transaction(conn):
         if not records:
             conn.execute(PROBE, (now_ms(),))
@@ -157,10 +157,10 @@ def _insert_with_repeats(conn: sqlite3.Connection, records: list[InboxRecord]) -
     for start in range(0, len(timed), _ROWS_PER_INSERT):
         inserted |= _insert_rows(conn, timed[start : start + _ROWS_PER_INSERT])
     inserted.update(key for record, key in zip(records, keys, strict=True) if record.repeatable and key)
-    return _first_of_each(keys, inserted)
+    return first_of_each(keys, inserted)
 
 
-def _first_of_each(keys: Sequence[str | None], inserted: set[str]) -> list[bool]:
+def first_of_each(keys: Sequence[str | None], inserted: set[str]) -> list[bool]:
     """For each key in order, whether it was inserted (only its first occurrence counts)."""
     outcome = []
     remaining = set(inserted)

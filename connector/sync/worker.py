@@ -44,6 +44,7 @@ from connector.sheets.plan import WorksheetBatch
 from connector.sheets.writer import SheetWriter
 from connector.store import open_work_store
 from connector.store.owners import is_gone, owner_id
+from connector.store.pg_budget import writer_for
 from connector.store.protocols import WorkStore
 from connector.store.records import CSV_IMPORT_ENDPOINT, Fence, PendingWork, StoredEvent, now_ms
 from connector.sync.blocked import held_events, held_message
@@ -176,7 +177,7 @@ class Worker:
             if on_pass is not None and report.claimed + report.unrouted:
                 on_pass(report)
             if not report.flushes:
-                stop.wait(poll)
+                self.store.wait_for_work(stop, poll)
 
     def follow_mapping(self) -> None:
         """Route with the mapping file's current content, and queue again the events of a newly mapped
@@ -406,7 +407,7 @@ class WorkerThread:
     def __init__(self, settings: Settings) -> None:
         # Both raise ConfigError now, at start-up, rather than in the thread later.
         self.mapping = load_mapping(settings)
-        self.writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
+        self.writer = writer_for(settings)  # with a PostgreSQL store, the budget is shared in it
         self.settings = settings
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from connector.store.pg_intake import PgIntake
+from connector.store.pg_store import PgStore
 from connector.store.protocols import WorkStore
 from connector.store.records import InboxRecord
 from connector.store.sqlite_intake import SqliteInbox
 from connector.store.sqlite_store import SqliteStore
+from tests.store.postgres import fresh_schema
 
 # A backend: (put these records through its intake, open a work store), both on the same data.
 Backend = tuple[Callable[[list[InboxRecord]], list[bool]], Callable[[], WorkStore]]
@@ -46,10 +50,28 @@ def _sqlite(folder: Path) -> Backend:
     return put, lambda: SqliteStore.open(folder)
 
 
-@pytest.fixture(params=["sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """Each backend on fresh, empty data."""
-    return {"sqlite": _sqlite}[request.param](tmp_path)
+def _postgres(url: str) -> Backend:
+    def put(records: list[InboxRecord]) -> list[bool]:
+        async def run() -> list[bool]:
+            intake = PgIntake.open(url)
+            try:
+                return await intake.put_many(records)
+            finally:
+                await intake.aclose()
+
+        return asyncio.run(run())
+
+    return put, lambda: PgStore.open(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each backend on fresh, empty data (PostgreSQL: a schema of its own in the test database)."""
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            yield _sqlite(tmp_path)
+        else:
+            yield _postgres(stack.enter_context(fresh_schema()))
 
 
 @pytest.fixture

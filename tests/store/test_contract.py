@@ -225,3 +225,19 @@ def test_intake_takes_an_untimed_event_again_only_when_it_is_not_the_subjects_la
         assert sum(c.count for c in store.counts()) == 4
     finally:
         store.close()
+
+
+def test_events_given_back_with_a_reason_are_listed_as_waiting_until_requeued_or_done(
+    store: WorkStore,
+) -> None:
+    claimed = claim(store, "w", now=0, companies=[1])
+    store.release("w", [e.id for e in claimed], retry_at_ms=5_000, error="key header 'Customer ID' not found")
+    waiting = store.failed(waiting=True)
+    assert [w.id for w in waiting] == [e.id for e in claimed]
+    assert {w.error for w in waiting} == {"key header 'Customer ID' not found"}
+    assert store.failed() == []
+    fence = store.take_lock("sheet-1", "w", ttl_ms=1_000, now=5_000)
+    assert fence is not None
+    again = claim(store, "w", now=5_000, companies=[1])
+    store.commit_flush(fence, {}, [e.id for e in again], "1")
+    assert store.failed(waiting=True) == []

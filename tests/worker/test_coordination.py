@@ -9,6 +9,7 @@ event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,18 @@ from connector.events import decode_body, subject_of
 from connector.localsheets.testing import LocalSheets
 from connector.settings import Settings, load_settings
 from connector.sheets.writer import SheetWriter
+from connector.store import open_work_store
+from connector.store.pg_intake import PgIntake
+from connector.store.protocols import WorkStore
 from connector.store.records import InboxRecord, now_ms
 from connector.store.sqlite_schema import connect, inbox_path, migrate
-from connector.store.sqlite_store import SqliteStore
 from connector.store.sqlite_writer import insert_all
 from connector.sync.mapping import load_mapping
 from connector.sync.routing import Router
 from connector.sync.state import EntityKey, visible_tags
 from connector.sync.worker import Worker
 from tests import settings_files
+from tests.store.postgres import fresh_schema
 
 TOKEN = "coordination-test-token-0123"
 CUSTOMERS = 4
@@ -59,8 +63,33 @@ def tag_event(n: int) -> bytes:
     return json.dumps(body).encode()
 
 
-def feed(data_dir: Path, first: int, count: int) -> None:
-    """Store events ``first .. first + count - 1`` as the intake would."""
+class Feeder:
+    """Stores events as the intake would: into the SQLite file, or through the PostgreSQL intake."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._intake = None if settings.store is None else PgIntake.open(settings.store.url.reveal())
+
+    def feed(self, first: int, count: int) -> None:
+        """Store events ``first .. first + count - 1``."""
+        records = _tag_records(first, count)
+        if self._intake is None:
+            conn = connect(inbox_path(self.settings.data_dir))
+            try:
+                assert all(insert_all(conn, records))
+            finally:
+                conn.close()
+        else:
+            assert all(self._loop.run_until_complete(self._intake.put_many(records)))
+
+    def close(self) -> None:
+        if self._intake is not None:
+            self._loop.run_until_complete(self._intake.aclose())
+        self._loop.close()
+
+
+def _tag_records(first: int, count: int) -> list[InboxRecord]:
     records = []
     for n in range(first, first + count):
         body = tag_event(n)
@@ -77,16 +106,14 @@ def feed(data_dir: Path, first: int, count: int) -> None:
                 subject=subject_of(decoded.event),
             )
         )
-    conn = connect(inbox_path(data_dir))
-    try:
-        assert all(insert_all(conn, records))
-    finally:
-        conn.close()
+    return records
 
 
-def settings_for(folder: Path, sheets: LocalSheets, lease_ms: int) -> Settings:
+def settings_for(folder: Path, sheets: LocalSheets, lease_ms: int, store_url: str | None) -> Settings:
     spreadsheet_id = sheets.new_spreadsheet()
     worker = "max_delay_ms = 1\npoll_ms = 5\nmax_batch_events = 7"
+    if store_url is not None:
+        worker += f"\n[store]\nurl = {json.dumps(store_url)}"
     settings = load_settings(settings_files.write_settings(folder, sheets.url, spreadsheet_id, TOKEN, worker))
     # Shorter than the settings allow (1 s), so that examples are quick: set here, not in the file.
     settings = msgspec.structs.replace(
@@ -100,7 +127,7 @@ def settings_for(folder: Path, sheets: LocalSheets, lease_ms: int) -> Settings:
 def drain_and_check(settings: Settings, sheets: LocalSheets, events: int) -> None:
     """Drain what is left with one clean worker, then compare state and sheet with the fold of all."""
     mapping = load_mapping(settings)
-    store = SqliteStore.open(settings.data_dir)
+    store = open_work_store(settings)
     try:
         writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
         worker = Worker(store, writer, Router.from_mapping(mapping), settings.worker)
@@ -163,7 +190,7 @@ class Puppet:
 class PuppetStore:
     """A store whose every call first passes the worker's gate."""
 
-    def __init__(self, inner: SqliteStore, puppet: Puppet) -> None:
+    def __init__(self, inner: WorkStore, puppet: Puppet) -> None:
         self._inner = inner
         self._puppet = puppet
 
@@ -215,6 +242,13 @@ actions = st.lists(
 
 
 @pytest.fixture
+def pg_schemas() -> Iterator[Callable[[], str]]:
+    """A new store on the test PostgreSQL for each example (a fresh schema: its URL); dropped at the end."""
+    with contextlib.ExitStack() as schemas:
+        yield lambda: schemas.enter_context(fresh_schema())
+
+
+@pytest.fixture
 def folders(tmp_path: Path) -> Callable[[], Path]:
     counter = iter(range(10**6))
 
@@ -232,13 +266,36 @@ def folders(tmp_path: Path) -> Callable[[], Path]:
 def test_worker_threads_paused_and_killed_lose_no_update(
     schedule: list[tuple[int, int, str, str, int]], local_sheets: LocalSheets, folders: Callable[[], Path]
 ) -> None:
-    settings = settings_for(folders(), local_sheets, lease_ms=300)
+    run_threads(schedule, local_sheets, folders(), None)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # killed heartbeats
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(schedule=actions)
+def test_worker_threads_on_postgres_paused_and_killed_lose_no_update(
+    schedule: list[tuple[int, int, str, str, int]],
+    local_sheets: LocalSheets,
+    folders: Callable[[], Path],
+    pg_schemas: Callable[[], str],
+) -> None:
+    run_threads(schedule, local_sheets, folders(), pg_schemas())
+
+
+def run_threads(
+    schedule: list[tuple[int, int, str, str, int]],
+    local_sheets: LocalSheets,
+    folder: Path,
+    store_url: str | None,
+) -> None:
+    """Three worker threads on one store (SQLite in ``folder``, or PostgreSQL), puppeteered."""
+    settings = settings_for(folder, local_sheets, lease_ms=300, store_url=store_url)
+    feeder = Feeder(settings)
     router = Router.from_mapping(load_mapping(settings))
     puppets = [Puppet() for _ in range(3)]
     stop = threading.Event()
     threads, stores = [], []
     for i, puppet in enumerate(puppets):
-        store = SqliteStore.open(settings.data_dir)
+        store = open_work_store(settings)
         stores.append(store)
         writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
         worker = Worker(
@@ -260,7 +317,7 @@ def test_worker_threads_paused_and_killed_lose_no_update(
             who, _, point, kind, pause_ms = pending.pop(0)
             puppets[who].armed[point] = (kind, pause_ms)
         if events < 120:
-            feed(settings.data_dir, events, 4)
+            feeder.feed(events, 4)
             events += 4
         time.sleep(0.03)
     time.sleep(1.0)  # let the last pauses end and the leases of the killed run out
@@ -272,6 +329,7 @@ def test_worker_threads_paused_and_killed_lose_no_update(
         assert not thread.is_alive()
     for store in stores:
         store.close()
+    feeder.close()
     drain_and_check(settings, local_sheets, events)
 
 
@@ -304,9 +362,27 @@ signals = st.lists(
 def test_worker_processes_stopped_and_killed_lose_no_update(
     schedule: list[tuple[int, int, str, int]], local_sheets: LocalSheets, folders: Callable[[], Path]
 ) -> None:
-    folder = folders()
-    settings = settings_for(folder, local_sheets, lease_ms=1_000)
+    run_processes(schedule, local_sheets, folders(), None)
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(schedule=signals)
+def test_worker_processes_on_postgres_stopped_and_killed_lose_no_update(
+    schedule: list[tuple[int, int, str, int]],
+    local_sheets: LocalSheets,
+    folders: Callable[[], Path],
+    pg_schemas: Callable[[], str],
+) -> None:
+    run_processes(schedule, local_sheets, folders(), pg_schemas())
+
+
+def run_processes(
+    schedule: list[tuple[int, int, str, int]], local_sheets: LocalSheets, folder: Path, store_url: str | None
+) -> None:
+    """Two `doopage-sheets worker` processes on one store, stopped and killed by signals."""
+    settings = settings_for(folder, local_sheets, lease_ms=1_000, store_url=store_url)
     config = folder / "settings.toml"
+    feeder = Feeder(settings)
     workers = [start_worker(config) for _ in range(2)]
     try:
         started = time.monotonic()
@@ -329,7 +405,7 @@ def test_worker_processes_stopped_and_killed_lose_no_update(
                 resumes.remove(resume)
                 workers[resume[1]].send_signal(signal.SIGCONT)
             if events < 100:
-                feed(settings.data_dir, events, 10)
+                feeder.feed(events, 10)
                 events += 10
             time.sleep(0.05)
     finally:
@@ -338,4 +414,5 @@ def test_worker_processes_stopped_and_killed_lose_no_update(
             process.terminate()
         for process in workers:
             process.wait(60)
+        feeder.close()
     drain_and_check(settings, local_sheets, events)

@@ -1,0 +1,76 @@
+"""The Sheets request budget kept in PostgreSQL: workers on several hosts together stay under it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.sheets.config import RateLimitSettings
+from connector.store.pg_budget import WINDOW_MS, PgBudget, window_delay
+from tests.store.postgres import fresh_schema
+
+
+def test_workers_of_one_credential_hammering_at_once_get_exactly_the_budget_between_them() -> None:
+    budget = RateLimitSettings(reads_per_minute=25, writes_per_minute=7, smooth=False)
+    with fresh_schema() as url:
+        workers = [PgBudget(url, "robot@example.iam", budget) for _ in range(4)]
+        other = PgBudget(url, "other@example.iam", budget)
+        admitted = {"read": 0, "write": 0}
+        count = threading.Lock()
+        deadline = time.monotonic() + 1.0
+
+        def hammer(limiter: PgBudget) -> None:
+            while time.monotonic() < deadline:
+                for kind in ("read", "write"):
+                    if limiter.try_acquire(kind) == 0.0:  # type: ignore[arg-type]
+                        with count:
+                            admitted[kind] += 1
+
+        threads = [threading.Thread(target=hammer, args=(w,)) for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        try:
+            assert admitted == {"read": 25, "write": 7}
+            assert workers[0].ready_in("write") > 55  # the next one only when the window moves on
+            assert other.try_acquire("write") == 0.0  # another credential has its own budget
+        finally:
+            for limiter in [*workers, other]:
+                limiter.close()
+
+
+def test_a_smooth_budget_spaces_requests_across_workers() -> None:
+    with fresh_schema() as url:
+        first, second = (PgBudget(url, "robot@example.iam", RateLimitSettings()) for _ in range(2))
+        try:
+            assert first.try_acquire("read") == 0.0
+            wait = second.try_acquire("read")  # 50 a minute: 1.2 s apart, whichever worker sends
+            assert 1.0 < wait <= 1.2
+            assert second.try_acquire("write") == 0.0
+        finally:
+            first.close()
+            second.close()
+
+
+@given(
+    sent=st.lists(st.integers(0, WINDOW_MS - 1), max_size=8, unique=True),
+    limit=st.integers(1, 8),
+    spacing=st.sampled_from([0, 1_200]),
+)
+def test_a_request_admitted_after_the_delay_never_overfills_a_window(
+    sent: list[int], limit: int, spacing: int
+) -> None:
+    now = WINDOW_MS
+    in_window = sorted(t for t in sent if t > now - WINDOW_MS)[-limit:] if sent else []
+    delay = window_delay(
+        now, len(in_window), min(in_window, default=None), max(in_window, default=None), limit, spacing
+    )
+    later = now + delay
+    still = [t for t in in_window if t > later - WINDOW_MS]
+    assert len(still) < limit
+    if in_window:
+        assert later >= max(in_window) + spacing
