@@ -66,7 +66,6 @@ MAX_CELL_CHARS = 50_000
 CUT_MARKER = " …[cut: over 50,000 characters]"
 _MAX_EXACT_INT = 2**53
 NEW_SHEET_ROWS = 1000
-NEW_SHEET_COLUMNS = 26
 _FIELDS = "userEnteredValue"
 # What a sub-request costs in the batch body beyond its own JSON (comma, envelope share).
 _ENVELOPE_BYTES = 64
@@ -351,7 +350,9 @@ def plan_worksheet(
     if snapshot is None:
         sheet_id = new_sheet_id
         sheet_header: tuple[str, ...] = ()
-        column_count = max(NEW_SHEET_COLUMNS, len(batch.headers))
+        # As many columns as the headers need, not Sheets' usual 26: every cell of the grid counts toward
+        # the 10,000,000 a spreadsheet may hold, and a person can still add columns of their own.
+        column_count = max(1, len(batch.headers))
         requests.append(
             {
                 "addSheet": {

@@ -184,10 +184,12 @@ class FlushLog(Protocol):
         done_ids: Sequence[int],
         company_ids: str,
     ) -> None:
-        """In one transaction, only while ``fence`` is the newest hold of its lock (the spreadsheet id):
-        save the states, mark the events ``done``, and record the flush as succeeded.
+        """Only while ``fence`` is the newest hold of its lock (the spreadsheet id): save the states,
+        mark the events ``done``, and record the flush as succeeded.
 
-        Raises StaleFence (storing nothing) if the lock was taken by another holder since.
+        Raises StaleFence if the lock was taken by another holder since: nothing is stored when it was
+        taken before the call; a backend that splits the work into several transactions (states first,
+        then events) checks the token in each, so no write is ever made by a stale holder.
         """
         ...
 

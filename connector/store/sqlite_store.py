@@ -86,6 +86,9 @@ INSERT INTO entity_state (kind, company_id, entity_id, state) VALUES (?, ?, ?, ?
 ON CONFLICT (kind, company_id, entity_id) DO UPDATE SET state = excluded.state
 """
 
+# The most rows one worker transaction writes: the inbox writer's commits wait behind it.
+ROWS_PER_TRANSACTION: Final = 2_000
+
 RECORD_OK: Final = """
 INSERT INTO flushes (spreadsheet_id, company_ids, last_ok_ms) VALUES (?, ?, ?)
 ON CONFLICT (spreadsheet_id) DO UPDATE SET company_ids = excluded.company_ids, last_ok_ms = excluded.last_ok_ms
@@ -160,9 +163,20 @@ class SqliteStore:
     ) -> list[StoredEvent]:
         at = now_ms() if now is None else now
         companies = "[" + ",".join(str(int(c)) for c in company_ids) + "]"
-        with self._db() as db:
-            rows = db.execute(CLAIM, (owner, at + lease_ms, at, companies, max_events, max_bytes)).fetchall()
-        return sorted((StoredEvent(*row) for row in rows), key=lambda e: e.id)
+        claimed: list[StoredEvent] = []
+        taken_bytes = 0
+        # In transactions of a few thousand rows: the inbox writer waits for none of them long.
+        while len(claimed) < max_events and taken_bytes < max_bytes:
+            limit = min(max_events - len(claimed), ROWS_PER_TRANSACTION)
+            params = (owner, at + lease_ms, at, companies, limit, max(max_bytes - taken_bytes, 1))
+            with self._db() as db:
+                rows = db.execute(CLAIM, params).fetchall()
+            chunk = [StoredEvent(*row) for row in rows]
+            claimed += chunk
+            taken_bytes += sum(len(e.body) for e in chunk)
+            if len(chunk) < limit:
+                break
+        return sorted(claimed, key=lambda e: e.id)
 
     def claim_subjects(
         self, owner: str, status: str, subjects: int, lease_ms: int, now: int | None = None
@@ -342,18 +356,34 @@ class SqliteStore:
         done_ids: Sequence[int],
         company_ids: str,
     ) -> None:
+        # In transactions of a few thousand rows (the inbox writer waits for none of them long), each
+        # refused unless the token is still the newest: every write is made while the hold is ours.
+        # States go first: if the hold is lost part way, no event is done yet, or every state is saved,
+        # and the events not marked are folded again by the next holder (folding is idempotent).
         at = now_ms()
+        rows = state_rows(states.values())
+        done = [(at, event_id) for event_id in done_ids]
+        for start in range(0, max(len(rows), 1), ROWS_PER_TRANSACTION):
+            with self._db() as db:
+                self._check_fence(db, fence)
+                db.executemany(UPSERT_STATE, rows[start : start + ROWS_PER_TRANSACTION])
+        for start in range(0, len(done), ROWS_PER_TRANSACTION):
+            with self._db() as db:
+                self._check_fence(db, fence)
+                db.executemany(
+                    "UPDATE events SET status = 'done', last_error = NULL, updated_ms = ?,"
+                    " lease_owner = NULL, lease_until = NULL WHERE id = ? AND status IN ('pending', 'backfill')",
+                    done[start : start + ROWS_PER_TRANSACTION],
+                )
         with self._db() as db:
-            row = db.execute("SELECT token FROM locks WHERE name = ?", (fence.name,)).fetchone()
-            if row is None or row[0] != fence.token:
-                raise stale(fence, row and row[0])
-            db.executemany(UPSERT_STATE, state_rows(states.values()))
-            db.executemany(
-                "UPDATE events SET status = 'done', last_error = NULL, updated_ms = ?, lease_owner = NULL,"
-                " lease_until = NULL WHERE id = ? AND status IN ('pending', 'backfill')",
-                [(at, event_id) for event_id in done_ids],
-            )
+            self._check_fence(db, fence)
             db.execute(RECORD_OK, (fence.name, company_ids, at))
+
+    @staticmethod
+    def _check_fence(db: sqlite3.Connection, fence: Fence) -> None:
+        row = db.execute("SELECT token FROM locks WHERE name = ?", (fence.name,)).fetchone()
+        if row is None or row[0] != fence.token:
+            raise stale(fence, row and row[0])
 
     def record_flush(self, spreadsheet_id: str, company_ids: str, error: str | None = None) -> None:
         at = now_ms()

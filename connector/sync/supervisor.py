@@ -47,6 +47,8 @@ STOP_TIMEOUT_S: Final = 30.0
 FIRST_BACKOFF_S: Final = 1.0
 MAX_BACKOFF_S: Final = 30.0
 STABLE_AFTER_S: Final = 60.0
+# How much lower the worker child's CPU priority is than serve's (see main).
+WORKER_NICENESS: Final = 10
 # The exit status of a child that found its settings unusable: not restarted.
 CONFIG_EXIT: Final = 2
 
@@ -201,6 +203,9 @@ def main() -> None:
 
     settings = decode_settings(sys.stdin.buffer.readline())
     setup_logging(settings.server.log_level, settings.server.log_format, settings.secret_values())
+    # Acknowledgements wait for the intake; rows can wait a moment. Where the CPU is short, the intake
+    # and its inbox writer go first (measured with scripts/bench_ingest.py).
+    os.nice(WORKER_NICENESS)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -220,10 +220,10 @@ def test_text_over_the_cell_limit_is_cut_to_fit_with_a_marker(
 def test_a_write_that_would_pass_ten_million_cells_is_refused_before_it_is_sent(
     server: LocalSheets, make_writer: WriterFactory
 ) -> None:
-    sid = server.new_spreadsheet([{"title": "Big", "rows": 384_000, "columns": 26}])  # 9,984,000 cells
+    sid = server.new_spreadsheet([{"title": "Big", "rows": 384_600, "columns": 26}])  # 9,999,600 cells
     server.reset_counts()
     with pytest.raises(PermanentSheetsError) as caught:
-        make_writer().flush(sid, [people(("1", {"name": "Ann"}))])  # a new tab of 1000 x 26
+        make_writer().flush(sid, [people(("1", {"name": "Ann"}))])  # a new tab of 1000 rows x its headers
     assert "past Google's limit of 10,000,000 cells" in caught.value.cause
     assert "spreadsheets.batchUpdate" not in server.counts()
 
