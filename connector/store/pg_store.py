@@ -35,7 +35,6 @@ from connector.store.records import (
     Fence,
     FlushRecord,
     Outcome,
-    PendingWork,
     StatusCount,
     StoredEvent,
     now_ms,
@@ -249,13 +248,13 @@ class PgStore:
 
     # --- claims -----------------------------------------------------------------------------------------
 
-    def pending_work(self, now: int | None = None) -> list[PendingWork]:
+    def pending_work(self, now: int | None = None) -> list[CompanyLag]:
         at = now_ms() if now is None else now
         rows = self._rows(PENDING_WORK, {"at": at})
         # Idle only when nothing is pending at all: leased or backed-off events come back without a
         # notification, so while there are any the worker keeps to its poll interval.
         self._idle = not rows and not self._rows(ANY_PENDING)[0][0]
-        return [PendingWork(*row) for row in rows]
+        return [CompanyLag(*row) for row in rows]
 
     def claim(
         self,

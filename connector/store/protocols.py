@@ -23,7 +23,6 @@ from connector.store.records import (
     FlushRecord,
     InboxRecord,
     Outcome,
-    PendingWork,
     StatusCount,
     StoredEvent,
 )
@@ -59,7 +58,7 @@ class Intake(Protocol):
 class Claims(Protocol):
     """Leasing events to one worker at a time, and settling them."""
 
-    def pending_work(self, now: int | None = None) -> list[PendingWork]:
+    def pending_work(self, now: int | None = None) -> list[CompanyLag]:
         """Per company, the pending events no live lease holds (a released event counts once its retry
         time has come)."""
         ...

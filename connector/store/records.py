@@ -16,7 +16,6 @@ __all__ = [
     "FlushRecord",
     "InboxRecord",
     "Outcome",
-    "PendingWork",
     "StatusCount",
     "StoredEvent",
     "now_ms",
@@ -93,16 +92,9 @@ class StatusCount(msgspec.Struct, frozen=True):
     count: int
 
 
-class PendingWork(msgspec.Struct, frozen=True):
-    """The pending events of one company that a claim could take now."""
-
-    company_id: int
-    events: int
-    oldest_received_ms: int
-
-
 class CompanyLag(msgspec.Struct, frozen=True):
-    """Pending work of one company: how many events, and since when the oldest waits."""
+    """Pending work of one company: how many events, and since when the oldest waits (all pending events
+    for ``lag``; those a claim could take now for ``pending_work``)."""
 
     company_id: int
     pending: int

@@ -23,7 +23,6 @@ from connector.store.records import (
     Fence,
     FlushRecord,
     Outcome,
-    PendingWork,
     StatusCount,
     StoredEvent,
     now_ms,
@@ -146,10 +145,10 @@ class SqliteStore:
 
     # --- claims -------------------------------------------------------------------------------------------
 
-    def pending_work(self, now: int | None = None) -> list[PendingWork]:
+    def pending_work(self, now: int | None = None) -> list[CompanyLag]:
         at = now_ms() if now is None else now
         with self._db(write=False) as db:
-            return [PendingWork(*row) for row in db.execute(PENDING_WORK, (at,))]
+            return [CompanyLag(*row) for row in db.execute(PENDING_WORK, (at,))]
 
     def claim(
         self,

@@ -46,7 +46,7 @@ from connector.store import open_work_store
 from connector.store.owners import is_gone, owner_id
 from connector.store.pg_budget import writer_for
 from connector.store.protocols import WorkStore
-from connector.store.records import CSV_IMPORT_ENDPOINT, Fence, PendingWork, StoredEvent, now_ms
+from connector.store.records import CSV_IMPORT_ENDPOINT, CompanyLag, Fence, StoredEvent, now_ms
 from connector.sync.blocked import held_events, held_message
 from connector.sync.hold import Hold, LockLost
 from connector.sync.mapping import CompanyMapping, load_mapping, rows_for
@@ -137,7 +137,7 @@ class Worker:
         """
         router = router or self.router
         now = self._clock()
-        work: dict[str, list[PendingWork]] = defaultdict(list)
+        work: dict[str, list[CompanyLag]] = defaultdict(list)
         unrouted: list[int] = []
         for pending in self.store.pending_work(now):
             company = router.route(pending.company_id)
@@ -156,7 +156,7 @@ class Worker:
                     self.store.requeue("unrouted", company_id)
         due = []
         for spreadsheet_id, companies in work.items():
-            events = sum(p.events for p in companies)
+            events = sum(p.pending for p in companies)
             oldest = min(p.oldest_received_ms for p in companies)
             if events >= self.settings.batch_size or now - oldest >= self.settings.max_delay_ms:
                 due.append((oldest, spreadsheet_id, sorted(p.company_id for p in companies)))

@@ -31,7 +31,6 @@ from connector.settings import Settings, load_settings
 from connector.store.sqlite_schema import inbox_path
 from connector.sync.mapping import load_mapping, rows_for
 from connector.sync.state import EntityState, Envelope, fold_batch
-from connector.threaded_server import free_port
 
 TOKEN = "e2e-test-token-0123456789abcdef"
 PATH = f"/webhooks/doopage/{TOKEN}"
@@ -76,9 +75,6 @@ poll_ms = 10
 lease_ms = 3000
 backoff_ms = 20
 max_backoff_ms = 200
-
-[console]
-port = {free_port()}  # each service its own, so that several can run at once
 """,
         encoding="utf-8",
     )

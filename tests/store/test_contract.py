@@ -24,7 +24,7 @@ def claim(
 
 
 def test_pending_work_counts_claimable_events_per_company(store: WorkStore) -> None:
-    assert [(w.company_id, w.events, w.oldest_received_ms) for w in store.pending_work(0)] == [
+    assert [(w.company_id, w.pending, w.oldest_received_ms) for w in store.pending_work(0)] == [
         (1, 5, 1_000),
         (2, 5, 1_001),
     ]
