@@ -321,7 +321,8 @@ def run_burst(
         f"p99 {tally.percentile_ms(99):.1f} ms"
     )
     click.echo(
-        f"stored: {stored} events; inbox at the end {dict(sorted(inbox.items()))}; Customers rows {rows}"
+        f"stored: {sum(inbox.values())} events; inbox at the end {dict(sorted(inbox.items()))}; "
+        f"Customers rows {rows if stored else 'not read (events were still pending)'}"
     )
     timeline = ", ".join(f"{(at - load_end_ms) / 1000:+.1f} s: {n}" for at, n in sizes)
     click.echo(
