@@ -362,7 +362,7 @@ class SqliteStore:
         at = now_ms()
         rows = state_rows(states.values())
         done = [(at, event_id) for event_id in done_ids]
-        for start in range(0, max(len(rows), 1), ROWS_PER_TRANSACTION):
+        for start in range(0, len(rows), ROWS_PER_TRANSACTION):
             with self._db() as db:
                 self._check_fence(db, fence)
                 db.executemany(UPSERT_STATE, rows[start : start + ROWS_PER_TRANSACTION])

@@ -29,7 +29,8 @@ class LockLost(ConnectorError):
 
 
 class Hold:
-    """A live hold of a spreadsheet lock, renewed in the background while the ``with`` block runs."""
+    """A live hold of a spreadsheet lock, renewed in the background while the ``with`` block runs, and
+    dropped when it ends."""
 
     def __init__(self, store: WorkStore, fence: Fence, lease_ms: int) -> None:
         self._store = store
@@ -51,6 +52,7 @@ class Hold:
     ) -> None:
         self._stop.set()
         self._thread.join()
+        self._store.drop_lock(self.fence)
 
     def check(self) -> None:
         """Raise LockLost unless the lock is still ours and was renewed recently enough."""

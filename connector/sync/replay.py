@@ -132,11 +132,8 @@ def _spreadsheet_lock(store: WorkStore, spreadsheet_id: str, owner: str, lease_m
         if time.monotonic() > deadline:
             raise ReplayBusyError(f"spreadsheet {spreadsheet_id} is being flushed by another process")
         time.sleep(0.2)
-    try:
-        with Hold(store, fence, lease_ms) as hold:
-            yield hold
-    finally:
-        store.drop_lock(fence)
+    with Hold(store, fence, lease_ms) as hold:
+        yield hold
 
 
 def company_or_error(mapping: SheetMapping, company_id: int) -> CompanyMapping:

@@ -46,7 +46,7 @@ from connector.store import open_work_store
 from connector.store.owners import is_gone, owner_id
 from connector.store.pg_budget import writer_for
 from connector.store.protocols import WorkStore
-from connector.store.records import CSV_IMPORT_ENDPOINT, CompanyLag, Fence, StoredEvent, now_ms
+from connector.store.records import CSV_IMPORT_ENDPOINT, CompanyLag, StoredEvent, now_ms
 from connector.sync.blocked import held_events, held_message
 from connector.sync.hold import Hold, LockLost
 from connector.sync.mapping import CompanyMapping, load_mapping, rows_for
@@ -204,19 +204,16 @@ class Worker:
             fence = self.store.take_lock(spreadsheet_id, self.owner, self.settings.lease_ms)
             if fence is None:
                 continue  # another worker is flushing it; it takes these events too, or the next pass does
-            try:
-                with Hold(self.store, fence, self.settings.lease_ms) as hold:
-                    claimed = self.store.claim(
-                        self.owner,
-                        companies,
-                        self.settings.lease_ms,
-                        max_events=self.settings.max_batch_events,
-                        max_bytes=self.max_request_bytes,
-                    )
-                    report.claimed += len(claimed)
-                    self._flush(fence, hold, self._fold_inputs(claimed, report), report, router)
-            finally:
-                self.store.drop_lock(fence)
+            with Hold(self.store, fence, self.settings.lease_ms) as hold:
+                claimed = self.store.claim(
+                    self.owner,
+                    companies,
+                    self.settings.lease_ms,
+                    max_events=self.settings.max_batch_events,
+                    max_bytes=self.max_request_bytes,
+                )
+                report.claimed += len(claimed)
+                self._flush(hold, self._fold_inputs(claimed, report), report, router)
         return report
 
     def process(self, claimed: Sequence[StoredEvent]) -> PassReport:
@@ -240,11 +237,8 @@ class Worker:
                 self.store.release(self.owner, [e.id for e in events], self._clock() + self.settings.poll_ms)
                 report.released += len(events)
                 continue
-            try:
-                with Hold(self.store, fence, self.settings.lease_ms) as hold:
-                    self._flush(fence, hold, self._fold_inputs(events, report), report, router)
-            finally:
-                self.store.drop_lock(fence)
+            with Hold(self.store, fence, self.settings.lease_ms) as hold:
+                self._flush(hold, self._fold_inputs(events, report), report, router)
         return report
 
     def _fold_inputs(
@@ -262,7 +256,6 @@ class Worker:
 
     def _flush(
         self,
-        fence: Fence,
         hold: Hold,
         items: list[tuple[StoredEvent, Envelope]],
         report: PassReport,
@@ -271,6 +264,7 @@ class Worker:
         """Write what these events change to the fenced spreadsheet, then commit (see the module doc)."""
         if not items:
             return
+        fence = hold.fence
         spreadsheet_id = fence.name
         ids = [stored.id for stored, _ in items]
         companies = sorted({stored.company_id for stored, _ in items})
