@@ -21,7 +21,7 @@ import hashlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -231,10 +231,11 @@ def _set_log_level(level: str) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
-def reload_on_sighup(reloader: Reloader) -> None:
-    """Make SIGHUP reload (in a thread of its own, off the signal handler and the event loop)."""
+def reload_on_sighup(reload: Callable[[], object]) -> None:
+    """Make SIGHUP run ``reload`` (a Reloader's, or one that does more after it) in a thread of its own,
+    off the signal handler and the event loop."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=reloader.reload, name="settings-reload", daemon=True).start()
+        threading.Thread(target=reload, name="settings-reload", daemon=True).start()
 
     signal.signal(signal.SIGHUP, handle)

@@ -7,7 +7,6 @@ import gc
 import logging
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -63,12 +62,13 @@ def reloading_on_sighup(
 
     config = config_path.resolve()
     if worker is None:
-        reload_on_sighup(Reloader(config, loaded))
+        reload_on_sighup(Reloader(config, loaded).reload)
         yield
         return
     fingerprint = mapping_fingerprint(worker.mapping)
     with registered(loaded.data_dir, command, str(config), fingerprint) as registration:
-        reload_on_sighup(Reloader(config, loaded, worker.mapping, worker=worker, registration=registration))
+        reloader = Reloader(config, loaded, worker.mapping, worker=worker, registration=registration)
+        reload_on_sighup(reloader.reload)
         yield
 
 
@@ -76,7 +76,7 @@ def forward_reloads(config_path: Path, loaded: Settings, app: Litestar) -> None:
     """Make SIGHUP reload ``serve``'s own settings (its log level) and, once the file is found valid,
     pass it on to the worker child, which reloads the mapping and rate limits itself; a child started
     later gets the reloaded settings."""
-    from connector.reload import Reloader
+    from connector.reload import Reloader, reload_on_sighup
 
     reloader = Reloader(config_path.resolve(), loaded)
 
@@ -86,10 +86,7 @@ def forward_reloads(config_path: Path, loaded: Settings, app: Litestar) -> None:
         if report.error is None and supervisor is not None:
             supervisor.reloaded(reloader.settings)
 
-    def handle(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=reload, name="settings-reload", daemon=True).start()
-
-    signal.signal(signal.SIGHUP, handle)
+    reload_on_sighup(reload)
 
 
 @click.command()

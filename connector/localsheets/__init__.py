@@ -11,7 +11,14 @@ requests it accepts), ``asgi`` (types), ``testing``, ``page`` and ``page_routes`
 
 from connector.localsheets.faults import FaultSettings, request_kind
 from connector.localsheets.model import Formula, SheetsError
-from connector.localsheets.server import bind_socket, create_app, create_litestar, make_server, server_url
+from connector.localsheets.server import (
+    bind_socket,
+    create_app,
+    create_litestar,
+    make_server,
+    server_url,
+    url_of,
+)
 from connector.localsheets.service import LocalSheetsService, SheetSpec, SpreadsheetSpec
 from connector.localsheets.store import StoreError
 
@@ -29,4 +36,5 @@ __all__ = [
     "make_server",
     "request_kind",
     "server_url",
+    "url_of",
 ]

@@ -56,6 +56,7 @@ from .model import (
     render,
     transpose,
 )
+from .strict import can_edit
 
 Json = dict[str, Any]
 
@@ -464,7 +465,7 @@ def protected_range_json(sheet: Sheet, protection: Protection, caller: str) -> J
         result["description"] = protection.description
     if protection.warning_only:
         result["warningOnly"] = True
-    result["requestingUserCanEdit"] = editable or protection.warning_only
+    result["requestingUserCanEdit"] = can_edit(protection, caller)
     if editable:
         result["editors"] = {"users": list(protection.editors)}
     return result

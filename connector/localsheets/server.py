@@ -27,7 +27,7 @@ from . import api
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .faults import Fault, FaultSettings, error_body, request_kind
 from .fieldmask import FieldMaskError, apply_mask, parse_mask
-from .guard import LOOPBACK_NAMES, RequestGuard
+from .guard import LOOPBACK_NAMES, TOKEN_PATH, RequestGuard
 from .model import SheetsError
 from .page_routes import PAGE_ROUTES
 from .quota import QuotaSettings, quota_body
@@ -52,6 +52,9 @@ class StrictSetting(msgspec.Struct, forbid_unknown_fields=True):
     """The body of ``PUT /_admin/strict``."""
 
     strict: bool
+
+
+_STRICT_DECODER: Final = msgspec.json.Decoder(StrictSetting)
 
 
 log = logging.getLogger(__name__)
@@ -212,7 +215,7 @@ async def drive_create(request: Request[Any, Any, Any], service: Service) -> Res
     )
 
 
-@post("/token", status_code=200, operation_id="oauth2.token")
+@post(TOKEN_PATH, status_code=200, operation_id="oauth2.token")
 async def oauth_token(request: Request[Any, Any, Any], service: Service) -> Response[Any]:
     """Google's OAuth 2.0 token endpoint for service accounts (see :mod:`connector.localsheets.token`)."""
     status, content = token_answer(await request.body(), service.auth)
@@ -238,7 +241,7 @@ async def admin_get_strict(service: Service) -> Response[Any]:
 @put("/_admin/strict", operation_id="admin.setStrict")
 async def admin_set_strict(request: Request[Any, Any, Any], service: Service) -> Response[Any]:
     """Turn strict mode on or off."""
-    setting = _decode_admin(msgspec.json.Decoder(StrictSetting), await request.body(), "strict setting")
+    setting = _decode_admin(_STRICT_DECODER, await request.body(), "strict setting")
     service.strict = setting.strict
     return _json({"strict": service.strict})
 
@@ -564,8 +567,13 @@ def make_server(
     return uvicorn.Server(config)
 
 
+def url_of(host: str, port: int) -> str:
+    """The API root (``http://host:port``, an IPv6 address in brackets) of a server at host:port."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 def server_url(sock: socket.socket) -> str:
     """The API root (``http://host:port``) a bound socket serves."""
     host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return url_of(host, port)

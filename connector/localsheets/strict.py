@@ -55,7 +55,7 @@ def check_change(before: Spreadsheet, after: Spreadsheet, caller: str) -> None:
     previous = {sheet.sheet_id: sheet for sheet in before.sheets}
     remaining = {sheet.sheet_id for sheet in after.sheets}
     for sheet in before.sheets:
-        if sheet.sheet_id not in remaining and _locked(sheet.protections, caller, whole_only=True):
+        if sheet.sheet_id not in remaining and _locked(sheet.protections, caller):
             raise SheetsError(400, PROTECTED_MESSAGE)
     for sheet in after.sheets:
         old = previous.get(sheet.sheet_id)
@@ -73,8 +73,9 @@ def check_change(before: Spreadsheet, after: Spreadsheet, caller: str) -> None:
                 raise SheetsError(400, PROTECTED_MESSAGE)
 
 
-def _locked(protections: Iterable[Protection], caller: str, *, whole_only: bool) -> bool:
-    return any(not can_edit(p, caller) and (p.whole_sheet or not whole_only) for p in protections)
+def _locked(protections: Iterable[Protection], caller: str) -> bool:
+    """Whether a whole-sheet protection keeps ``caller`` from deleting the sheet."""
+    return any(p.whole_sheet and not can_edit(p, caller) for p in protections)
 
 
 def _changed_rows(before: Sequence[Row], after: Sequence[Row]) -> list[int]:

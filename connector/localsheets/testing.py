@@ -27,7 +27,7 @@ import msgspec
 import requests
 
 from ..threaded_server import serving
-from .guard import ADMIN_SECRET_ENV, ADMIN_SECRET_HEADER, host_names
+from .guard import ADMIN_SECRET_ENV, ADMIN_SECRET_HEADER, TOKEN_PATH, host_names
 from .server import bind_socket, make_server, server_url
 from .service import LocalSheetsService, SheetSpec, SpreadsheetSpec
 
@@ -175,7 +175,7 @@ class LocalSheets:
     @property
     def token_uri(self) -> str:
         """The address of the server's stand-in for Google's OAuth token endpoint."""
-        return f"{self.url}/token"
+        return f"{self.url}{TOKEN_PATH}"
 
     def protect(self, spreadsheet_id: str, sheet: str, **bounds: Any) -> int:
         """Protect a range of a sheet as its owner (``start_row``, ``end_row``, ... ``editors``); its id."""

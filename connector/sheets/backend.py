@@ -132,10 +132,10 @@ def _running_local_server(host: str, port: int, wanted: Mapping[str, str], secre
     """The URL of a local Sheets server answering at host:port, with the ``wanted`` spreadsheets (id ->
     title) created there if missing; None when what listens there is not one (or not ours: its admin
     secret is not the one in the data directory)."""
+    from connector.localsheets import url_of
     from connector.localsheets.guard import ADMIN_SECRET_HEADER
 
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}"
+    url = url_of(host, port)
     try:
         with httpx.Client(
             base_url=url, timeout=PROBE_TIMEOUT_S, headers={ADMIN_SECRET_HEADER: secret}

@@ -78,7 +78,9 @@ def _range_area(grid: Mapping[str, Any]) -> GridArea:
 
 def _first_free_row(snapshot: SheetSnapshot, header_row: int) -> int:
     """The first row an append can land in: below the header and the last key read (0-based)."""
-    last = max((index for index, text in enumerate(snapshot.key_cells) if text), default=-1)
+    keys = snapshot.key_cells
+    # From the end: the last key is near it (this runs for every worksheet of every flush).
+    last = next((index for index in range(len(keys) - 1, -1, -1) if keys[index]), -1)
     return last + 1 + header_row
 
 

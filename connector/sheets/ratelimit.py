@@ -75,9 +75,7 @@ class SlidingWindow:
     def recent(self) -> int:
         """Acquisitions in the last window."""
         with self._lock:
-            now = self._clock()
-            while self._sent and self._sent[0] <= now - self._window:
-                self._sent.popleft()
+            self._evict(self._clock())
             return len(self._sent)
 
     def try_acquire(self) -> float:
@@ -97,13 +95,17 @@ class SlidingWindow:
     def _delay(self, now: float) -> float:
         if now < self._paused_until:
             return max(self._paused_until - now, 1e-3)
-        while self._sent and self._sent[0] <= now - self._window:
-            self._sent.popleft()
+        self._evict(now)
         if self._sent and now < self._sent[-1] + self._min_interval:
             return max(self._sent[-1] + self._min_interval - now, 1e-3)
         if len(self._sent) < self._limit:
             return 0.0
         return max(self._sent[0] + self._window - now, 1e-3)
+
+    def _evict(self, now: float) -> None:
+        """Forget the acquisitions that left the window (under the lock)."""
+        while self._sent and self._sent[0] <= now - self._window:
+            self._sent.popleft()
 
     def acquire(self) -> float:
         """Block until a slot is free, take it, and return the seconds spent waiting."""

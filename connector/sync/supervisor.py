@@ -233,7 +233,7 @@ def main() -> None:
                 reloader = Reloader(
                     Path(settings.source), settings, thread.mapping, worker=thread, registration=registration
                 )
-                reload_on_sighup(reloader)
+                reload_on_sighup(reloader.reload)
                 thread.start()
                 sys.stdout.buffer.write(READY)
                 sys.stdout.flush()
