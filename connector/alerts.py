@@ -24,7 +24,7 @@ from typing import Final
 
 import httpx
 
-from connector.console.queries import oldest_pending, status_counts
+from connector.console.queries import Tally, oldest_pending, status_counts
 from connector.journal import connect_journal
 from connector.mapping_watch import MappingWatcher
 from connector.settings import Settings, SmtpSettings
@@ -56,10 +56,15 @@ class Alert:
 
 
 def find_alerts(
-    inbox: sqlite3.Connection, mapping: SheetMapping, now: int, lag_threshold_ms: int
+    inbox: sqlite3.Connection,
+    mapping: SheetMapping,
+    now: int,
+    lag_threshold_ms: int,
+    tally: Tally | None = None,
 ) -> list[Alert]:
-    """Every mapped spreadsheet with parked events, or whose oldest pending event waits too long."""
-    counts = status_counts(inbox)
+    """Every mapped spreadsheet with parked events, or whose oldest pending event waits too long;
+    ``tally``, kept by the caller, spares counting again the events counted at the last check."""
+    counts = status_counts(inbox, tally)
     oldest = oldest_pending(inbox)
     latest_error = {  # company -> (id, error) of its newest parked event
         company_id: (event_id, error or "")
@@ -151,6 +156,7 @@ class Alerter:
         self.config = settings.alerts
         self.watcher = MappingWatcher(settings)
         self._clock = clock
+        self._tally = Tally()  # events per company, counted once (see status_counts)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -175,7 +181,8 @@ class Alerter:
         inbox = connect(inbox_path(data_dir))
         journal = connect_journal(data_dir)
         try:
-            found = find_alerts(inbox, self.watcher.mapping, now, self.config.lag_minutes * 60_000)
+            lag_ms = self.config.lag_minutes * 60_000
+            found = find_alerts(inbox, self.watcher.mapping, now, lag_ms, self._tally)
             sent = []
             for alert in due_alerts(journal, found, now, self.config.repeat_minutes * 60_000):
                 delivered = False

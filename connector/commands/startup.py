@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from connector.addresses import local_url
 from connector.settings import Settings
 
 __all__ = ["mask", "print_start_banner", "webhook_urls"]
@@ -24,15 +25,14 @@ def mask(token: str) -> str:
 def webhook_urls(settings: Settings, *, show_token: bool) -> list[tuple[str, str]]:
     """(endpoint name, URL) of every endpoint, as reached on this machine."""
     server = settings.server
-    host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104 - compared
-    shown_host = f"[{host}]" if ":" in host else host
+    base = local_url(server.host, server.port)
     urls = []
     for endpoint in settings.endpoints:
         token = endpoint.token.reveal()
         urls.append(
             (
                 endpoint.name,
-                f"http://{shown_host}:{server.port}/webhooks/doopage/{token if show_token else mask(token)}",
+                f"{base}/webhooks/doopage/{token if show_token else mask(token)}",
             )
         )
     return urls

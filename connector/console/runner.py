@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from connector.addresses import local_url
 from connector.errors import ConfigError
 from connector.settings import Settings
 from connector.threaded_server import serving
@@ -19,8 +20,7 @@ log = logging.getLogger(__name__)
 
 def console_url(host: str, port: int) -> str:
     """The address to open the console at."""
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - shown, not bound
-    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+    return f"{local_url(host, port)}/"
 
 
 @contextlib.contextmanager
