@@ -22,14 +22,21 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
 from .asgi import ASGIApp, Receive, Scope, Send
 from .model import SheetsError
 
-__all__ = ["ADMIN_SECRET_ENV", "ADMIN_SECRET_HEADER", "LOOPBACK_NAMES", "RequestGuard", "host_names"]
+__all__ = [
+    "ADMIN_SECRET_ENV",
+    "ADMIN_SECRET_HEADER",
+    "LOOPBACK_NAMES",
+    "RequestGuard",
+    "host_names",
+    "send_error",
+]
 
 # The stand-in for Google's OAuth token endpoint (connector.localsheets.token).
 TOKEN_PATH: Final = "/token"  # noqa: S105 - a path, not a secret
@@ -80,7 +87,7 @@ class RequestGuard:
         if scope["type"] == "http":
             refusal = self.refusal(scope)
             if refusal is not None:
-                await _answer(send, refusal)
+                await send_error(send, refusal.code, refusal.body())
                 return
         await self.app(scope, receive, send)
 
@@ -124,16 +131,16 @@ def _has_body(headers: dict[bytes, bytes]) -> bool:
     return b"transfer-encoding" in headers or (length is not None and length.strip() not in (b"", b"0"))
 
 
-async def _answer(send: Send, error: SheetsError) -> None:
-    body = msgspec.json.encode(error.body())
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.code,
-            "headers": [
-                (b"content-type", b"application/json; charset=UTF-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def send_error(
+    send: Send, status: int, content: dict[str, Any], *, retry_after: int | None = None
+) -> None:
+    """Answer a request with a JSON error body (and ``Retry-After`` when given), as the API does."""
+    body = msgspec.json.encode(content)
+    headers = [
+        (b"content-type", b"application/json; charset=UTF-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -27,7 +27,7 @@ from . import api
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .faults import Fault, FaultSettings, error_body, request_kind
 from .fieldmask import FieldMaskError, apply_mask, parse_mask
-from .guard import LOOPBACK_NAMES, TOKEN_PATH, RequestGuard
+from .guard import LOOPBACK_NAMES, TOKEN_PATH, RequestGuard, send_error
 from .model import SheetsError
 from .page_routes import PAGE_ROUTES
 from .quota import QuotaSettings, quota_body
@@ -478,7 +478,7 @@ class FaultInjector:
         kind = request_kind(scope["method"], path)
         self.service.counts[kind] += 1
         if not self.service.quota.admit(kind):
-            await _send_error(send, 429, quota_body(kind), retry_after=None)
+            await send_error(send, 429, quota_body(kind))
             return
         fault = self.service.faults.decide(kind)
         latency = self.service.faults.settings.latency_ms
@@ -513,19 +513,7 @@ async def _drop_connection(receive: Receive) -> None:
 
 async def _send_fault(send: Send, fault: Fault, retry_after: int | None) -> None:
     after = retry_after if fault.status in (429, 503) else None
-    await _send_error(send, fault.status, error_body(fault.status), retry_after=after)
-
-
-async def _send_error(send: Send, status: int, content: dict[str, Any], *, retry_after: int | None) -> None:
-    body = msgspec.json.encode(content)
-    headers = [
-        (b"content-type", b"application/json; charset=UTF-8"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, fault.status, error_body(fault.status), retry_after=after)
 
 
 # ---------------------------------------------------------------- running
