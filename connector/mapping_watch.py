@@ -16,24 +16,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from pathlib import Path
 
 from connector.errors import ConfigError
 from connector.settings import Settings
-from connector.sync.mapping import SheetMapping, load_mapping, parse_mapping
+from connector.sync.mapping import SheetMapping, load_mapping, mapping_file, parse_mapping
 
-__all__ = ["MappingWatcher", "mapping_file"]
+__all__ = ["MappingWatcher"]
 
 log = logging.getLogger(__name__)
-
-
-def mapping_file(settings: Settings) -> Path | None:
-    """The mapping file the settings name, absolute; None for an inline mapping."""
-    name = settings.mapping.file
-    if name is None:
-        return None
-    path = Path(name)
-    return path if path.is_absolute() else Path(settings.source).resolve().parent / path
 
 
 class MappingWatcher:

@@ -81,6 +81,7 @@ __all__ = [
     "describe_mapping",
     "describe_sources",
     "load_mapping",
+    "mapping_file",
     "parse_mapping",
     "resolve_mapping",
     "rows_for",
@@ -435,6 +436,15 @@ def describe_mapping(mapping: SheetMapping) -> str:
 # --- loading and checking ----------------------------------------------------------------------------
 
 
+def mapping_file(settings: Settings) -> Path | None:
+    """The mapping file the settings name, absolute; None for an inline mapping."""
+    name = settings.mapping.file
+    if name is None:
+        return None
+    path = Path(name)
+    return path if path.is_absolute() else Path(settings.source).resolve().parent / path
+
+
 def load_mapping(settings: Settings) -> SheetMapping:
     """The validated mapping of these settings: inline under [mapping], or from the file it names."""
     inline = settings.mapping
@@ -447,9 +457,8 @@ def load_mapping(settings: Settings) -> SheetMapping:
             "[mapping] names a file, so it may not hold companies or a timezone too; "
             "move them into that file, or remove `file`",
         )
-    path = Path(inline.file)
-    if not path.is_absolute():
-        path = Path(settings.source).resolve().parent / path
+    path = mapping_file(settings)
+    assert path is not None  # a file is named (checked above)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
