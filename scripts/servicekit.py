@@ -29,6 +29,7 @@ from loadgen import wait_answering
 from connector.localsheets.guard import ADMIN_SECRET_ENV
 from connector.localsheets.testing import LocalSheets, LocalSheetsAdminError
 from connector.store.sqlite_schema import inbox_path
+from connector.threaded_server import free_port
 
 TOKEN = "bench-service-token-0123456789abcdef"
 PATH = f"/webhooks/doopage/{TOKEN}"
@@ -61,10 +62,13 @@ def write_settings(folder: Path, port: int, spreadsheet: str, **tables: Mapping[
     """Write ``folder/bench.toml``: the service on ``port``, its data in ``folder/data``, one endpoint
     (:data:`TOKEN`), the shipped mapping with company 1 on ``spreadsheet``, and the given tables
     (``worker={"max_delay_ms": 20}``, ``sheets={...}``, ``local_sheets={"port": ...}``; ``server``
-    adds to its table); the service's defaults for everything else."""
+    adds to its table); the console on a free port unless ``console`` is given; the service's defaults
+    for everything else."""
     mapping = MAPPING.read_text(encoding="utf-8").replace('"doopage-demo"', json.dumps(spreadsheet))
     (folder / "mapping.toml").write_text(mapping, encoding="utf-8")
     server = {"port": port, "data_dir": "data", "log_level": "warning", **tables.pop("server", {})}
+    # The console on a free port of its own, so that a `serve` already running here does not stop the run.
+    tables = {"console": {"port": free_port()}, **tables}
     text = (
         table_toml("server", server)
         + f'[[endpoints]]\nname = "bench"\ntoken = "{TOKEN}"\nvalidation_key = "bench-key"\n'

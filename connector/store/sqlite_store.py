@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Literal
@@ -85,8 +86,15 @@ INSERT INTO entity_state (kind, company_id, entity_id, state) VALUES (?, ?, ?, ?
 ON CONFLICT (kind, company_id, entity_id) DO UPDATE SET state = excluded.state
 """
 
-# The most rows one worker transaction writes: the inbox writer's commits wait behind it.
-ROWS_PER_TRANSACTION: Final = 2_000
+# The most rows one worker transaction writes, and the pause after each: the inbox writer's commits wait
+# behind a worker's transaction (a few milliseconds), and take their turn in the pause.
+ROWS_PER_TRANSACTION: Final = 500
+PAUSE_BETWEEN_S: Final = 0.001
+
+MARK_DONE: Final = """
+UPDATE events SET status = 'done', last_error = NULL, updated_ms = ?, lease_owner = NULL, lease_until = NULL
+WHERE id = ? AND status IN ('pending', 'backfill')
+"""
 
 RECORD_OK: Final = """
 INSERT INTO flushes (spreadsheet_id, company_ids, last_ok_ms) VALUES (?, ?, ?)
@@ -175,6 +183,7 @@ class SqliteStore:
             taken_bytes += sum(len(e.body) for e in chunk)
             if len(chunk) < limit:
                 break
+            time.sleep(PAUSE_BETWEEN_S)
         return sorted(claimed, key=lambda e: e.id)
 
     def claim_subjects(
@@ -355,25 +364,21 @@ class SqliteStore:
         done_ids: Sequence[int],
         company_ids: str,
     ) -> None:
-        # In transactions of a few thousand rows (the inbox writer waits for none of them long), each
-        # refused unless the token is still the newest: every write is made while the hold is ours.
+        # In short transactions with pauses between them (the inbox writer waits for none of them long),
+        # each refused unless the token is still the newest: every write is made while the hold is ours.
         # States go first: if the hold is lost part way, no event is done yet, or every state is saved,
         # and the events not marked are folded again by the next holder (folding is idempotent).
         at = now_ms()
-        rows = state_rows(states.values())
         done = [(at, event_id) for event_id in done_ids]
-        for start in range(0, len(rows), ROWS_PER_TRANSACTION):
-            with self._db() as db:
-                self._check_fence(db, fence)
-                db.executemany(UPSERT_STATE, rows[start : start + ROWS_PER_TRANSACTION])
-        for start in range(0, len(done), ROWS_PER_TRANSACTION):
-            with self._db() as db:
-                self._check_fence(db, fence)
-                db.executemany(
-                    "UPDATE events SET status = 'done', last_error = NULL, updated_ms = ?,"
-                    " lease_owner = NULL, lease_until = NULL WHERE id = ? AND status IN ('pending', 'backfill')",
-                    done[start : start + ROWS_PER_TRANSACTION],
-                )
+        for statement, rows in (
+            (UPSERT_STATE, state_rows(states.values())),
+            (MARK_DONE, done),
+        ):
+            for start in range(0, len(rows), ROWS_PER_TRANSACTION):
+                with self._db() as db:
+                    self._check_fence(db, fence)
+                    db.executemany(statement, rows[start : start + ROWS_PER_TRANSACTION])
+                time.sleep(PAUSE_BETWEEN_S)
         with self._db() as db:
             self._check_fence(db, fence)
             db.execute(RECORD_OK, (fence.name, company_ids, at))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final, Generic, TypeVar
 
 import msgspec
+import tenacity
 
 from connector.store.records import InboxRecord, now_ms
 from connector.store.sqlite_schema import connect, transaction
@@ -41,6 +42,11 @@ READ_SIZE: Final = 1 << 20
 
 # How often WAL pages are copied into the database (see checkpoint_until).
 CHECKPOINT_INTERVAL_S: Final = 0.5
+
+# While a worker's transaction holds the database, the writer asks again this often, for this long at most
+# (see locked_retry); the service answers 503 to requests not committed within its commit timeout anyway.
+BUSY_POLL_S: Final = 0.0005
+BUSY_GIVE_UP_S: Final = 10.0
 
 _LENGTH: Final = 4  # bytes of the big-endian length before each frame
 
@@ -199,11 +205,27 @@ def _dedup_key(conn: sqlite3.Connection, record: InboxRecord) -> str | None:
     return f"{record.content_key}@{record.received_ms}"
 
 
+def is_busy(exc: BaseException) -> bool:
+    """Whether an error is "the database is locked": another connection's write transaction is open."""
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY
+
+
+# SQLite's own busy handler sleeps longer and longer between tries (up to 100 ms), so a commit waiting
+# behind a worker's transaction could sleep long after it ended, and a worker starting its next one at
+# once could keep it out for seconds. The writer's connection has no busy timeout; it polls finely here.
+locked_retry = tenacity.Retrying(
+    retry=tenacity.retry_if_exception(is_busy),
+    wait=tenacity.wait_fixed(BUSY_POLL_S),
+    stop=tenacity.stop_after_delay(BUSY_GIVE_UP_S),
+    reraise=True,
+)
+
+
 def commit_group(conn: sqlite3.Connection, batches: list[WriteBatch], group: int) -> list[Committed]:
     """Store the records of several batches in one go; the answer to each batch."""
     records = [record for batch in batches for record in batch.records]
     try:
-        inserted = insert_all(conn, records)
+        inserted = locked_retry(insert_all, conn, records)
     except Exception as exc:  # answered as 503 (retry later); the writer lives on
         return [Committed(batch.seq, group, [], f"{type(exc).__name__}: {exc}") for batch in batches]
     answers = []
@@ -263,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the service reloads on it, and goes on using this writer
     conn = connect(args.path)
     conn.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint_until
+    conn.execute("PRAGMA busy_timeout=0")  # see locked_retry
     stopped = threading.Event()
     checkpointer = threading.Thread(
         target=checkpoint_until, args=(stopped, args.path), name="inbox-checkpoint", daemon=True

@@ -142,3 +142,25 @@ def test_a_closed_inbox_leaves_no_writer_running(tmp_path):
     assert process.poll() == 0
     with pytest.raises(StoreError):
         asyncio.run(inbox.put(record(1)))
+
+
+def test_a_commit_waits_out_another_connections_write_transaction(tmp_path):
+    # A worker's transaction holds the database; the writer (no busy timeout of SQLite's) asks again
+    # until it ends, and the request is stored, not refused.
+    inbox = SqliteInbox.open(tmp_path)
+    holder = sqlite3.connect(inbox.path, isolation_level=None)
+
+    async def put_while_held() -> bool:
+        holder.execute("BEGIN IMMEDIATE")
+        put = asyncio.ensure_future(inbox.put(record(1)))
+        await asyncio.sleep(0.3)
+        assert not put.done()
+        holder.execute("COMMIT")
+        return await put
+
+    try:
+        assert asyncio.run(put_while_held()) is True
+    finally:
+        inbox.close()
+        holder.close()
+    assert stored_keys(inbox) == {"key-1"}
