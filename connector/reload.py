@@ -34,6 +34,7 @@ from connector.settings import Secret, Settings, load_settings
 from connector.store import open_work_store
 from connector.sync.mapping import CompanyMapping, SheetMapping, load_mapping
 from connector.sync.routing import Router
+from connector.sync.worker import requeue_mapped
 
 if TYPE_CHECKING:
     from connector.runners import Registration
@@ -205,14 +206,10 @@ class Reloader:
             thread.worker.router = router  # read once per pass: the next pass uses it
         for spreadsheet_id in touched:
             thread.writer.forget(spreadsheet_id)
-        newly = router.company_ids - {company.company_id for company in old.companies}
-        if newly:
+        if router.company_ids - {company.company_id for company in old.companies}:
             queue = open_work_store(self.settings)  # the one running: data_dir changes need a restart
             try:
-                for company_id in sorted(newly):
-                    requeued = queue.requeue("unrouted", company_id)
-                    if requeued:
-                        log.info("reload: company %d's %d unrouted events queued again", company_id, requeued)
+                requeue_mapped(queue, router)
             finally:
                 queue.close()
 

@@ -233,7 +233,7 @@ def test_the_worker_process_writes_unrouted_events_once_a_reload_maps_their_comp
     log = process.stderr.read() if process.stderr else ""
     assert status == 0, log
     assert "reload: company 7 is mapped now, to spreadsheet" in log
-    assert "company 7's 1 unrouted events queued again" in log
+    assert "company 7 is mapped now: 1 unrouted events queued again" in log
 
 
 def test_events_set_aside_while_a_reload_maps_their_company_go_back_to_the_queue(connector, samples):
