@@ -31,6 +31,7 @@ from connector.settings import Settings, SmtpSettings
 from connector.store.records import now_ms
 from connector.store.sqlite_schema import connect, inbox_path, migrate, transaction
 from connector.sync.mapping import SheetMapping
+from connector.sync.routing import Router
 
 __all__ = ["Alert", "Alerter", "due_alerts", "find_alerts", "send_email", "send_webhook"]
 
@@ -73,11 +74,10 @@ def find_alerts(
             " (SELECT MAX(id) FROM events WHERE status = 'failed' GROUP BY company_id)"
         )
     }
-    by_sheet: dict[str, list[int]] = {}
-    for company in mapping.companies:
-        by_sheet.setdefault(company.spreadsheet_id, []).append(company.company_id)
+    by_sheet = Router.from_mapping(mapping).spreadsheets()
     alerts = []
-    for spreadsheet_id, companies in sorted(by_sheet.items()):
+    for spreadsheet_id, mapped in sorted(by_sheet.items()):
+        companies = [company.company_id for company in mapped]
         failed = sum(counts.get(c, {}).get("failed", 0) for c in companies)
         if failed:
             error = max(latest_error[c] for c in companies if c in latest_error)[1]
