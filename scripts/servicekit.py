@@ -29,6 +29,7 @@ from loadgen import wait_answering
 from connector.localsheets.guard import ADMIN_SECRET_ENV
 from connector.localsheets.testing import LocalSheets, LocalSheetsAdminError
 from connector.store.sqlite_schema import inbox_path
+from connector.threaded_server import free_port
 
 TOKEN = "bench-service-token-0123456789abcdef"
 PATH = f"/webhooks/doopage/{TOKEN}"
@@ -61,10 +62,12 @@ def write_settings(folder: Path, port: int, spreadsheet: str, **tables: Mapping[
     """Write ``folder/bench.toml``: the service on ``port``, its data in ``folder/data``, one endpoint
     (:data:`TOKEN`), the shipped mapping with company 1 on ``spreadsheet``, and the given tables
     (``worker={"max_delay_ms": 20}``, ``sheets={...}``, ``local_sheets={"port": ...}``; ``server``
-    adds to its table); the service's defaults for everything else."""
+    adds to its table); the console on a free port unless ``console`` is given; the service's defaults
+    for everything else."""
     mapping = MAPPING.read_text(encoding="utf-8").replace('"doopage-demo"', json.dumps(spreadsheet))
     (folder / "mapping.toml").write_text(mapping, encoding="utf-8")
     server = {"port": port, "data_dir": "data", "log_level": "warning", **tables.pop("server", {})}
+    tables.setdefault("console", {"port": free_port()})  # another service here may hold the default port
     text = (
         table_toml("server", server)
         + f'[[endpoints]]\nname = "bench"\ntoken = "{TOKEN}"\nvalidation_key = "bench-key"\n'
@@ -76,15 +79,18 @@ def write_settings(folder: Path, port: int, spreadsheet: str, **tables: Mapping[
     return path
 
 
-def start_service(config: Path, command: str = "serve", port: int | None = None) -> subprocess.Popen[bytes]:
-    """Start ``doopage-sheets <command> --config <config>``, its standard error appended to
-    ``<command>.log`` beside the config; with ``port``, wait until ``/readyz`` answers there."""
+def start_service(
+    config: Path, command: str = "serve", port: int | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``doopage-sheets <command> --config <config>`` (``env`` added to its environment), its
+    standard error appended to ``<command>.log`` beside the config; with ``port``, wait until ``/readyz``
+    answers there."""
     with (config.parent / f"{command}.log").open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "connector", command, "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=log,
-            env={**os.environ, ADMIN_SECRET_ENV: ADMIN_SECRET},
+            env={**os.environ, ADMIN_SECRET_ENV: ADMIN_SECRET, **(env or {})},
         )
     if port is not None:
         try:
