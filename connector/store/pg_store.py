@@ -98,6 +98,13 @@ SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = 'pendin
 GROUP BY company_id ORDER BY company_id
 """
 
+# A parked event as FailedEvent, and the newest parked event of each company.
+FAILED: Final = (
+    "SELECT id, company_id, event_type, received_ms, attempts, COALESCE(last_error, '') FROM events"
+)
+NEWEST_FAILED: Final = "SELECT MAX(id) FROM events WHERE status = 'failed' GROUP BY company_id"
+MAX_ID: Final = 2**63 - 1
+
 COUNT_BY_STATUS: Final = """
 SELECT status, event_type, COUNT(*) FROM events GROUP BY status, event_type ORDER BY status, event_type
 """
@@ -469,6 +476,56 @@ class PgStore:
             " ORDER BY spreadsheet_id"
         )
         return [FlushRecord(*row) for row in rows]
+
+    # --- figures ------------------------------------------------------------------------------------------
+
+    # Concurrent intake transactions commit in any order: a lower id may appear until the transaction
+    # that took it ends, which the intake's commit time limit and the pool's bound to seconds.
+    ids_settle_ms = 60_000
+
+    def newest_event_id(self) -> int:
+        ((newest,),) = self._rows("SELECT COALESCE(MAX(id), 0) FROM events")
+        return int(newest)
+
+    def events_by_company(self, after_id: int, up_to_id: int | None = None) -> dict[int, int]:
+        rows = self._rows(
+            "SELECT company_id, COUNT(*) FROM events WHERE id > %s AND id <= %s GROUP BY company_id",
+            (after_id, MAX_ID if up_to_id is None else up_to_id),
+        )
+        return {company_id: count for company_id, count in rows}
+
+    def status_by_company(self, statuses: Sequence[str]) -> dict[int, dict[str, int]]:
+        counts: dict[int, dict[str, int]] = {}
+        rows = self._rows(
+            "SELECT company_id, status, COUNT(*) FROM events WHERE status = ANY(%s) GROUP BY company_id, status",
+            (list(statuses),),
+        )
+        for company_id, status, count in rows:
+            counts.setdefault(company_id, {})[status] = count
+        return counts
+
+    def backlog(self, status: str) -> list[CompanyLag]:
+        rows = self._rows(
+            "SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = %s"
+            " GROUP BY company_id ORDER BY company_id",
+            (status,),
+        )
+        return [CompanyLag(*row) for row in rows]
+
+    def received_per_minute(self, since_ms: int, minute_ms: int) -> dict[int, int]:
+        rows = self._rows(
+            "SELECT received_ms / %s * %s, COUNT(*) FROM events WHERE received_ms >= %s GROUP BY 1",
+            (minute_ms, minute_ms, since_ms),
+        )
+        return {minute: count for minute, count in rows}
+
+    def latest_failed(self, limit: int) -> list[FailedEvent]:
+        rows = self._rows(f"{FAILED} WHERE status = 'failed' ORDER BY id DESC LIMIT %s", (limit,))
+        return [FailedEvent(*row) for row in rows]
+
+    def newest_failed_by_company(self) -> list[FailedEvent]:
+        rows = self._rows(f"{FAILED} WHERE id IN ({NEWEST_FAILED}) ORDER BY company_id")
+        return [FailedEvent(*row) for row in rows]
 
 
 def _events(rows: list[tuple[Any, ...]]) -> list[StoredEvent]:
