@@ -190,3 +190,37 @@ def test_the_journal_opens_from_several_connections_at_its_first_start(rounds: l
             journal = connect_journal(Path(folder))
             assert journal.execute("PRAGMA journal_mode").fetchone() == ("wal",)
             journal.close()
+
+
+class LateIds:
+    """Figures of a store whose ids may commit out of order for a while (as on PostgreSQL)."""
+
+    ids_settle_ms = 1_000
+
+    def __init__(self) -> None:
+        self.events: dict[int, int] = {}  # id -> company
+
+    def newest_event_id(self) -> int:
+        return max(self.events, default=0)
+
+    def events_by_company(self, after_id: int, up_to_id: int | None = None) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for event_id, company in self.events.items():
+            if after_id < event_id <= (up_to_id if up_to_id is not None else event_id):
+                counts[company] = counts.get(company, 0) + 1
+        return counts
+
+
+def test_counts_kept_by_id_take_in_a_lower_id_committed_late() -> None:
+    from connector.console.queries import Tally
+
+    store, tally = LateIds(), Tally()
+    store.events = {1: 7, 3: 7}  # id 2 is taken but not committed yet
+    assert tally.update(store, now=0) == {7: 2}
+    store.events[2] = 8
+    assert tally.update(store, now=500) == {7: 2, 8: 1}
+    assert tally.up_to_id == 0  # nothing settled yet
+    store.events[4] = 8
+    assert tally.update(store, now=1_600) == {7: 2, 8: 2}
+    assert tally.up_to_id == 3  # what was newest a settle time ago
+    assert tally.update(store, now=1_700) == {7: 2, 8: 2}
