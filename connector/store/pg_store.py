@@ -104,6 +104,11 @@ FAILED: Final = (
 )
 NEWEST_FAILED: Final = "SELECT MAX(id) FROM events WHERE status = 'failed' GROUP BY company_id"
 MAX_ID: Final = 2**63 - 1
+SUBJECTS_WAITING: Final = """
+SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (
+    SELECT COUNT(*) AS n FROM events WHERE status = %s GROUP BY company_id, subject
+) AS waiting
+"""
 
 COUNT_BY_STATUS: Final = """
 SELECT status, event_type, COUNT(*) FROM events GROUP BY status, event_type ORDER BY status, event_type
@@ -526,6 +531,10 @@ class PgStore:
     def newest_failed_by_company(self) -> list[FailedEvent]:
         rows = self._rows(f"{FAILED} WHERE id IN ({NEWEST_FAILED}) ORDER BY company_id")
         return [FailedEvent(*row) for row in rows]
+
+    def subjects_waiting(self, status: str) -> tuple[int, int]:
+        ((subjects, events),) = self._rows(SUBJECTS_WAITING, (status,))
+        return int(subjects), int(events)
 
 
 def _events(rows: list[tuple[Any, ...]]) -> list[StoredEvent]:

@@ -44,6 +44,10 @@ class Intake(Protocol):
         """
         ...
 
+    async def put_many(self, records: list[InboxRecord]) -> list[bool]:
+        """Store several records durably in one transaction (an import); for each, whether it was new."""
+        ...
+
     async def check_writable(self) -> None:
         """Raise StoreError unless a write can be committed now (a real write: a full disk shows)."""
         ...
@@ -54,6 +58,10 @@ class Intake(Protocol):
 
     def close(self) -> None:
         """Finish queued writes and release the store."""
+        ...
+
+    async def aclose(self) -> None:
+        """Finish queued writes and release the store, from the event loop (when it is about to end)."""
         ...
 
 
@@ -237,6 +245,10 @@ class Figures(Protocol):
 
     def newest_failed_by_company(self) -> list[FailedEvent]:
         """The newest parked event of every company that has one, by company."""
+        ...
+
+    def subjects_waiting(self, status: str) -> tuple[int, int]:
+        """How many customers and orders have events in ``status``, and how many events that is."""
         ...
 
 

@@ -92,6 +92,11 @@ FAILED: Final = (
 )
 NEWEST_FAILED: Final = "SELECT MAX(id) FROM events WHERE status = 'failed' GROUP BY company_id"
 MAX_ID: Final = 2**63 - 1
+SUBJECTS_WAITING: Final = """
+SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (
+    SELECT COUNT(*) AS n FROM events WHERE status = ? GROUP BY company_id, subject
+)
+"""
 
 # The most rows one worker transaction writes: the inbox writer's commits wait behind it.
 ROWS_PER_TRANSACTION: Final = 2_000
@@ -463,6 +468,11 @@ class SqliteStore:
         with self._db(write=False) as db:
             rows = db.execute(f"{FAILED} WHERE id IN ({NEWEST_FAILED}) ORDER BY company_id")
             return [FailedEvent(*row) for row in rows]
+
+    def subjects_waiting(self, status: str) -> tuple[int, int]:
+        with self._db(write=False) as db:
+            subjects, events = db.execute(SUBJECTS_WAITING, (status,)).fetchone()
+            return int(subjects), int(events)
 
 
 def state_rows(states: Iterable[EntityState]) -> list[tuple[str, int, int, bytes]]:

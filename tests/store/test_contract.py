@@ -3,7 +3,10 @@ records."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from msgspec.structs import replace
 
 from connector.errors import StaleFence
 from connector.store.protocols import WorkStore
@@ -278,3 +281,23 @@ def test_figures_list_the_newest_parked_events(store: WorkStore) -> None:
         (2, f"HTTP 403 #{ids[5]}"),
     ]
     assert store.status_by_company(["failed"]) == {1: {"failed": 3}, 2: {"failed": 3}}
+
+
+@pytest.fixture
+def backfill_store(backend: Backend) -> Iterator[WorkStore]:
+    """Five imported events about three customers (1, 2 and 2, 3 and 3)."""
+    put, open_store = backend
+    put(
+        [
+            replace(record(n, status="backfill"), subject=f"customer:{subject}")
+            for n, subject in enumerate([1, 2, 2, 3, 3])
+        ]
+    )
+    opened = open_store()
+    yield opened
+    opened.close()
+
+
+def test_subjects_waiting_counts_customers_and_their_events_in_a_status(backfill_store: WorkStore) -> None:
+    assert backfill_store.subjects_waiting("backfill") == (3, 5)
+    assert backfill_store.subjects_waiting("failed") == (0, 0)
