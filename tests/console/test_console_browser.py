@@ -49,7 +49,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path, local_sheets: LocalS
         if getattr(request, "param", "sqlite") == "postgres":
             store = f'[store]\nurl = "{stack.enter_context(fresh_schema())}"\n'
         with config.open("a", encoding="utf-8") as settings:
-            settings.write(f"\n[console]\nport = {free_port()}\n{store}")
+            settings.write(f"\n{store}")
         running = Service(config)
         running.start()
         try:
