@@ -50,8 +50,8 @@ __all__ = [
 Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_999)]  # milliseconds, up to year 9999
 EpochSeconds = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799)]  # seconds, up to year 9999
-# An event type: a name, without control characters (PostgreSQL's text cannot hold U+0000 at all).
-EventType = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]*$")]
+# An event type is kept whatever its text (shown escaped), except U+0000, which PostgreSQL's text cannot hold.
+EventType = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]*$")]
 
 
 # --- the things events talk about ---------------------------------------------------------------

@@ -37,6 +37,7 @@ from connector.store.records import (
     Outcome,
     StatusCount,
     StoredEvent,
+    nested_counts,
     now_ms,
 )
 from connector.store.sqlite_store import stale, state_rows
@@ -91,11 +92,6 @@ RETURNING id, received_ms, endpoint, company_id, event_type, event_ms, body, ded
 
 EVENTS_OF: Final = """
 SELECT id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, attempts FROM events WHERE company_id = %s AND status != 'unknown' AND id > %s ORDER BY id LIMIT %s
-"""
-
-LAG: Final = """
-SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = 'pending'
-GROUP BY company_id ORDER BY company_id
 """
 
 # A parked event as FailedEvent, and the newest parked event of each company.
@@ -359,7 +355,7 @@ class PgStore:
         return [StatusCount(*row) for row in self._rows(COUNT_BY_STATUS)]
 
     def lag(self) -> list[CompanyLag]:
-        return [CompanyLag(*row) for row in self._rows(LAG)]
+        return self.backlog("pending")
 
     def failed(
         self, company_id: int | None = None, limit: int = 100, *, waiting: bool = False
@@ -500,14 +496,11 @@ class PgStore:
         return {company_id: count for company_id, count in rows}
 
     def status_by_company(self, statuses: Sequence[str]) -> dict[int, dict[str, int]]:
-        counts: dict[int, dict[str, int]] = {}
         rows = self._rows(
             "SELECT company_id, status, COUNT(*) FROM events WHERE status = ANY(%s) GROUP BY company_id, status",
             (list(statuses),),
         )
-        for company_id, status, count in rows:
-            counts.setdefault(company_id, {})[status] = count
-        return counts
+        return nested_counts(rows)
 
     def backlog(self, status: str) -> list[CompanyLag]:
         rows = self._rows(

@@ -26,6 +26,7 @@ from connector.store.records import (
     Outcome,
     StatusCount,
     StoredEvent,
+    nested_counts,
     now_ms,
 )
 from connector.store.sqlite_schema import connect, count_events, inbox_path, migrate, transaction
@@ -65,11 +66,6 @@ RETURNING id, received_ms, endpoint, company_id, event_type, event_ms, body, ded
 EVENTS_OF: Final = """
 SELECT id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, attempts FROM events
 WHERE company_id = ? AND status != 'unknown' AND id > ? ORDER BY id LIMIT ?
-"""
-
-LAG: Final = """
-SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = 'pending'
-GROUP BY company_id ORDER BY company_id
 """
 
 ACQUIRE: Final = """
@@ -276,8 +272,7 @@ class SqliteStore:
             return count_events(db)
 
     def lag(self) -> list[CompanyLag]:
-        with self._db(write=False) as db:
-            return [CompanyLag(*row) for row in db.execute(LAG)]
+        return self.backlog("pending")
 
     def failed(
         self, company_id: int | None = None, limit: int = 100, *, waiting: bool = False
@@ -431,16 +426,13 @@ class SqliteStore:
             return dict(rows.fetchall())
 
     def status_by_company(self, statuses: Sequence[str]) -> dict[int, dict[str, int]]:
-        counts: dict[int, dict[str, int]] = {}
         with self._db(write=False) as db:
             rows = db.execute(
                 "SELECT company_id, status, COUNT(*) FROM events WHERE status IN (SELECT value FROM json_each(?))"
                 " GROUP BY company_id, status",
                 (json.dumps(list(statuses)),),
             )
-            for company_id, status, count in rows:
-                counts.setdefault(company_id, {})[status] = count
-        return counts
+            return nested_counts(rows)
 
     def backlog(self, status: str) -> list[CompanyLag]:
         with self._db(write=False) as db:
