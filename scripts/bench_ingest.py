@@ -50,7 +50,7 @@ from litestar import Litestar, MediaType, Request, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 from loadgen import customer_event, run_load, wait_answering
-from pgserver import bench_database, database_cpu_seconds, scratch_schema, status_counts
+from pgserver import DatabaseCpu, bench_database, scratch_schema, status_counts
 from servicekit import PATH, inbox_counts, local_sheets, start_service, stop, write_settings
 from wrkload import Numbering, Tally, have_wrk, run_wrk, tally_of
 
@@ -296,7 +296,7 @@ def measure_postgres(options: Options, url: str, concurrency: int) -> tuple[list
             options.seconds,
             options.rounds,
             options.connections,
-            database_cpu_seconds,
+            DatabaseCpu(),
         )
     return results, status_counts(url)
 
@@ -450,7 +450,7 @@ def run_postgres(options: Options, instances: int, summary: str, url: str | None
     click.echo(f"{HEADER} {'db ms/ack':>13}")
     click.echo(report("PostgreSQL, one replica", one.tally, one.cpu, one.database_cpu))
     click.echo(report("PostgreSQL, two replicas", two.tally, two.cpu, two.database_cpu))
-    click.echo(report("no-op (decode only)", baseline.tally, baseline.cpu, baseline.database_cpu))
+    click.echo(report("no-op (decode only)", baseline.tally, baseline.cpu))
     print_targets(one, baseline)
     ratio = two.tally.per_second / one.tally.per_second if one.tally.per_second else float("nan")
     click.echo(f"two replicas / one: {ratio:.2f}x acks/s (both on this machine's cores)")

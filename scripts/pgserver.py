@@ -5,7 +5,7 @@
   scripts/test.sh does: PostgreSQL refuses to run as root, the Debian tools switch to the ``postgres``
   user), with a throwaway role and database dropped at the end;
 * :func:`scratch_schema`: a migrated schema of its own in that database, dropped afterwards;
-* :func:`database_cpu_seconds`: the CPU time PostgreSQL's processes on this machine have used.
+* :class:`DatabaseCpu`: the CPU time PostgreSQL's processes on this machine have used.
 """
 
 from __future__ import annotations
@@ -106,15 +106,31 @@ def status_counts(url: str) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-def database_cpu_seconds() -> float:
-    """CPU time used so far by the PostgreSQL server's processes on this machine (0 if it runs elsewhere)."""
+class DatabaseCpu:
+    """CPU seconds PostgreSQL's processes on this machine have used since this object was made (0 if the
+    server runs elsewhere). Called again and again: a backend that ends between two calls loses only
+    what it used since the last one, and one that starts counts whole."""
+
+    def __init__(self) -> None:
+        self._last = _postgres_cpu()
+        self._total = 0.0
+
+    def __call__(self) -> float:
+        now = _postgres_cpu()
+        self._total += sum(max(0.0, cpu - self._last.get(pid, 0.0)) for pid, cpu in now.items())
+        self._last = now
+        return self._total
+
+
+def _postgres_cpu() -> dict[int, float]:
+    """pid -> CPU time (user + system) of every process named ``postgres`` (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    found: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / ticks
+                found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
         except OSError:
             continue
-    return total
+    return found
