@@ -2,7 +2,7 @@
 
 Optional (``[alerts]`` in the settings): a JSON webhook (``{"text": ...}``, which Slack's and Google
 Chat's incoming webhooks take as it is, and Discord's at its ``/slack`` URL) and/or e-mail over SMTP.
-``serve`` runs :class:`Alerter` in a thread: every ``check_seconds`` it reads the inbox (never the
+``serve`` runs :class:`Alerter` in a thread: every ``check_seconds`` it reads the store (never the
 worker's memory), finds each mapped spreadsheet's parked events and lag, and sends what is due.
 
 Rate limits: one alert per spreadsheet and condition, repeated at most every ``repeat_minutes`` while the
@@ -28,8 +28,10 @@ from connector.console.queries import Tally, oldest_pending, status_counts
 from connector.journal import connect_journal
 from connector.mapping_watch import MappingWatcher
 from connector.settings import Settings, SmtpSettings
+from connector.store import open_work_store
+from connector.store.protocols import Figures
 from connector.store.records import now_ms
-from connector.store.sqlite_schema import connect, inbox_path, migrate, transaction
+from connector.store.sqlite_schema import transaction
 from connector.sync.mapping import SheetMapping
 from connector.sync.routing import Router
 
@@ -57,7 +59,7 @@ class Alert:
 
 
 def find_alerts(
-    inbox: sqlite3.Connection,
+    store: Figures,
     mapping: SheetMapping,
     now: int,
     lag_threshold_ms: int,
@@ -65,14 +67,10 @@ def find_alerts(
 ) -> list[Alert]:
     """Every mapped spreadsheet with parked events, or whose oldest pending event waits too long;
     ``tally``, kept by the caller, spares counting again the events counted at the last check."""
-    counts = status_counts(inbox, tally)
-    oldest = oldest_pending(inbox)
+    counts = status_counts(store, now, tally)
+    oldest = oldest_pending(store)
     latest_error = {  # company -> (id, error) of its newest parked event
-        company_id: (event_id, error or "")
-        for company_id, event_id, error in inbox.execute(
-            "SELECT company_id, id, last_error FROM events WHERE id IN"
-            " (SELECT MAX(id) FROM events WHERE status = 'failed' GROUP BY company_id)"
-        )
+        event.company_id: (event.id, event.error) for event in store.newest_failed_by_company()
     }
     by_sheet = Router.from_mapping(mapping).spreadsheets()
     alerts = []
@@ -175,14 +173,11 @@ class Alerter:
         """One check: what was sent (on every channel that took it)."""
         self.watcher.check()
         now = self._clock()
-        data_dir = self.settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        migrate(inbox_path(data_dir))
-        inbox = connect(inbox_path(data_dir))
-        journal = connect_journal(data_dir)
+        store = open_work_store(self.settings)
+        journal = connect_journal(self.settings.data_dir)
         try:
             lag_ms = self.config.lag_minutes * 60_000
-            found = find_alerts(inbox, self.watcher.mapping, now, lag_ms, self._tally)
+            found = find_alerts(store, self.watcher.mapping, now, lag_ms, self._tally)
             sent = []
             for alert in due_alerts(journal, found, now, self.config.repeat_minutes * 60_000):
                 delivered = False
@@ -203,7 +198,7 @@ class Alerter:
                     sent.append(alert)
             return sent
         finally:
-            inbox.close()
+            store.close()
             journal.close()
 
     def start(self) -> None:

@@ -50,6 +50,8 @@ __all__ = [
 Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_999)]  # milliseconds, up to year 9999
 EpochSeconds = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799)]  # seconds, up to year 9999
+# An event type is kept whatever its text (shown escaped), except U+0000, which PostgreSQL's text cannot hold.
+EventType = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]*$")]
 
 
 # --- the things events talk about ---------------------------------------------------------------
@@ -233,7 +235,7 @@ class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A well-formed body whose ``event_type`` this version does not know; kept, not interpreted."""
 
     company_id: Id
-    event_type: str
+    event_type: EventType
     timestamp: EpochMs | None = None
     data: msgspec.Raw = msgspec.Raw(b"null")
 

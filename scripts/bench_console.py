@@ -25,6 +25,7 @@ from connector.console.queries import Tally, overview
 from connector.journal import connect_journal
 from connector.store.records import now_ms
 from connector.store.sqlite_schema import connect, inbox_path, migrate
+from connector.store.sqlite_store import SqliteStore
 from connector.sync.mapping import parse_mapping
 
 COMPANIES = 5
@@ -96,7 +97,7 @@ def main(sizes: str, runs: int) -> None:
             data_dir = Path(folder)
             now = now_ms()
             fill(data_dir, size, now)
-            inbox = connect(inbox_path(data_dir))
+            store = SqliteStore.open(data_dir)
             journal = connect_journal(data_dir)
             times, first = [], 0.0
             seen: dict[int, int] = {}  # as the console keeps them between refreshes
@@ -104,7 +105,7 @@ def main(sizes: str, runs: int) -> None:
             for run in range(runs + 1):
                 started = time.perf_counter()
                 overview(
-                    inbox, journal, mapping, now_ms=now, links=links, reads_limit=50, writes_limit=50,
+                    store, journal, mapping, now_ms=now, links=links, reads_limit=50, writes_limit=50,
                     seen_minutes=seen, tally=tally,
                 )  # fmt: skip
                 elapsed = (time.perf_counter() - started) * 1000
@@ -112,7 +113,7 @@ def main(sizes: str, runs: int) -> None:
                     first = elapsed
                 else:
                     times.append(elapsed)
-            inbox.close()
+            store.close()
             journal.close()
             median = statistics.median(times)
             table.add_row(

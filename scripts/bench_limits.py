@@ -11,17 +11,14 @@ per request, with their ratios.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import subprocess
 import sys
 from pathlib import Path
 
 import click
-from bench_ingest import alternate, report
-from loadgen import customer_event, run_load, wait_answering
-from servicekit import PATH
-from wrkload import Numbering, Tally, have_wrk, run_wrk, tally_of
+from bench_ingest import Server, alternate, make_slice, report
+from loadgen import wait_answering
+from wrkload import have_wrk
 
 from connector.threaded_server import free_port
 
@@ -37,17 +34,7 @@ def main(connections: int, seconds: float, rounds: int) -> None:
     use_wrk = have_wrk()
     if use_wrk and seconds / rounds < 1:
         raise click.UsageError("wrk runs whole seconds: give at least one second per round")
-    numbering = Numbering()
-    counter = itertools.count()
-
-    def one_slice(port: int, slice_seconds: float) -> Tally:
-        if use_wrk:
-            return run_wrk(port, PATH, round(slice_seconds), numbering, connections=connections)
-        return tally_of(
-            asyncio.run(
-                run_load("127.0.0.1", port, PATH, customer_event, counter, connections, slice_seconds)
-            )
-        )
+    one_slice = make_slice(use_wrk, threads=2)
 
     limited_port, plain_port = free_port(), free_port()
     command = [sys.executable, BENCH_INGEST, "serve-noop", "--port"]
@@ -56,8 +43,11 @@ def main(connections: int, seconds: float, rounds: int) -> None:
     try:
         wait_answering(limited_port, limited)
         wait_answering(plain_port, plain)
-        servers = ((limited_port, limited.pid), (plain_port, plain.pid))
-        (with_limits, limits_cpu), (without, plain_cpu) = alternate(one_slice, servers, seconds, rounds)
+        servers = (
+            Server("limited (serve)", (limited_port,), (limited.pid,)),
+            Server("uvicorn httptools", (plain_port,), (plain.pid,)),
+        )
+        limited_run, plain_run = alternate(one_slice, servers, seconds, rounds, connections)
     finally:
         for process in (limited, plain):
             process.terminate()
@@ -67,12 +57,13 @@ def main(connections: int, seconds: float, rounds: int) -> None:
         f"\nload: {load}; {connections} connections, {seconds:.0f} s on each server in {rounds} alternating"
         " rounds"
     )
-    header = f"{'protocol':<24} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'requests':>9} {'errors':>7}"
+    header = f"{'protocol':<26} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'requests':>9} {'errors':>7}"
     click.echo(f"{header} {'cpu ms/req':>11}")
-    limited_per = 1000 * limits_cpu / with_limits.acknowledged
-    plain_per = 1000 * plain_cpu / without.acknowledged
-    click.echo(report("limited (serve)", with_limits, limits_cpu))
-    click.echo(report("uvicorn httptools", without, plain_cpu))
+    with_limits, without = limited_run.tally, plain_run.tally
+    limited_per = 1000 * limited_run.cpu / with_limits.acknowledged
+    plain_per = 1000 * plain_run.cpu / without.acknowledged
+    click.echo(report("limited (serve)", with_limits, limited_run.cpu))
+    click.echo(report("uvicorn httptools", without, plain_run.cpu))
     click.echo(
         f"ratio limited / plain: {with_limits.per_second / without.per_second:.2f}x requests per second"
     )

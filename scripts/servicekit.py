@@ -67,8 +67,7 @@ def write_settings(folder: Path, port: int, spreadsheet: str, **tables: Mapping[
     mapping = MAPPING.read_text(encoding="utf-8").replace('"doopage-demo"', json.dumps(spreadsheet))
     (folder / "mapping.toml").write_text(mapping, encoding="utf-8")
     server = {"port": port, "data_dir": "data", "log_level": "warning", **tables.pop("server", {})}
-    # The console on a free port of its own, so that a `serve` already running here does not stop the run.
-    tables = {"console": {"port": free_port()}, **tables}
+    tables.setdefault("console", {"port": free_port()})  # another service here may hold the default port
     text = (
         table_toml("server", server)
         + f'[[endpoints]]\nname = "bench"\ntoken = "{TOKEN}"\nvalidation_key = "bench-key"\n'
@@ -80,15 +79,18 @@ def write_settings(folder: Path, port: int, spreadsheet: str, **tables: Mapping[
     return path
 
 
-def start_service(config: Path, command: str = "serve", port: int | None = None) -> subprocess.Popen[bytes]:
-    """Start ``doopage-sheets <command> --config <config>``, its standard error appended to
-    ``<command>.log`` beside the config; with ``port``, wait until ``/readyz`` answers there."""
+def start_service(
+    config: Path, command: str = "serve", port: int | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``doopage-sheets <command> --config <config>`` (``env`` added to its environment), its
+    standard error appended to ``<command>.log`` beside the config; with ``port``, wait until ``/readyz``
+    answers there."""
     with (config.parent / f"{command}.log").open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "connector", command, "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=log,
-            env={**os.environ, ADMIN_SECRET_ENV: ADMIN_SECRET},
+            env={**os.environ, ADMIN_SECRET_ENV: ADMIN_SECRET, **(env or {})},
         )
     if port is not None:
         try:

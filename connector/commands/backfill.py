@@ -21,6 +21,7 @@ from connector.errors import ConfigError, StoreError
 from connector.import_registry import content_digest, remember_as_of, remembered_as_of
 from connector.settings import Settings
 from connector.sheets.backend import sheets_backend
+from connector.store import open_work_store
 from connector.sync.backfill import (
     CUSTOMER_FIELDS,
     MAX_ROWS_PER_WRITE,
@@ -65,18 +66,6 @@ def backfill() -> None:
     when its content was first imported): newer webhooks win over it, field by field. A file downloaded
     again or touched, with the same content, is recognised by its content and imports nothing new.
     """
-
-
-def _sqlite_store_only(settings: Settings) -> Settings:
-    """Backfill imports into the embedded SQLite store; with a PostgreSQL store, say what to do instead."""
-    if settings.store is not None:
-        click.echo(
-            "backfill: imports go into the SQLite store only; run the backfill before moving to PostgreSQL"
-            " (then `doopage-sheets store copy`), or on a settings file without [store]",
-            err=True,
-        )
-        sys.exit(2)
-    return settings
 
 
 def _common_options(func: F) -> F:
@@ -170,7 +159,7 @@ def events(
     timestamp take the as-of time plus their line number (in milliseconds) as their time, so the file's
     order is kept. Lines of an event type this version does not know are kept, as the service keeps them.
     """
-    settings = _sqlite_store_only(load_or_exit(config_path))
+    settings = load_or_exit(config_path)
     as_of_ms = _as_of(settings, as_of, timezone_name, file, remember=not check_only)
     with file.open("rb") as stream:
         parsed = read_jsonl(stream, as_of_ms, settings.server.body_limit)
@@ -267,7 +256,7 @@ def orders(
 )
 def resume(config_path: Path, rows_per_write: int) -> None:
     """Write the imported events an interrupted backfill left unwritten."""
-    settings = _sqlite_store_only(load_or_exit(config_path))
+    settings = load_or_exit(config_path)
     setup_logging(settings, "warning")
     totals = _write(settings, rows_per_write)
     _print_write(totals)
@@ -289,7 +278,7 @@ def _import_csv(
     rows_per_write: int,
     timezone_name: str,
 ) -> None:
-    settings = _sqlite_store_only(load_or_exit(config_path))
+    settings = load_or_exit(config_path)
     zone = _or_usage_exit(lambda: parse_timezone(timezone_name))
     columns = _or_usage_exit(lambda: parse_column_map(kind, column_specs))
     if len(delimiter) != 1:
@@ -401,9 +390,9 @@ def _import_and_write(
     with _progress() as progress:
         task = progress.add_task("events stored", total=len(parsed.records))
         try:
-            counts = import_records(settings.data_dir, parsed.records, lambda n: progress.advance(task, n))
+            counts = import_records(settings, parsed.records, lambda n: progress.advance(task, n))
         except StoreError as exc:
-            click.echo(printable(f"backfill: the inbox could not store the events: {exc}"), err=True)
+            click.echo(printable(f"backfill: the store could not store the events: {exc}"), err=True)
             sys.exit(1)
     _print_import(parsed, counts)
     totals = _write(settings, rows_per_write)
@@ -434,6 +423,19 @@ def _refuse_unmapped(settings: Settings, parsed: BackfillInput, allow_unmapped: 
     sys.exit(1)
 
 
+def _pending(settings: Settings) -> tuple[int, int]:
+    """Rows and events the backfill has yet to write; exit 1 saying why when the store cannot be read."""
+    try:
+        store = open_work_store(settings)
+        try:
+            return pending_backfill(store)
+        finally:
+            store.close()
+    except StoreError as exc:
+        click.echo(printable(f"backfill: the store cannot be read: {exc}"), err=True)
+        sys.exit(1)
+
+
 def _write(settings: Settings, rows_per_write: int) -> WriteTotals:
     """Write every backfill event, with a progress bar of rows.
 
@@ -442,7 +444,7 @@ def _write(settings: Settings, rows_per_write: int) -> WriteTotals:
     """
     from connector.sync.mapping import load_mapping
 
-    rows, events = pending_backfill(settings.data_dir)
+    rows, events = _pending(settings)
     try:
         with sheets_backend(settings) as backend, _progress() as progress:
             mapping = load_mapping(backend)

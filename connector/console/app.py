@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,6 +27,7 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.enums import ScopeType
+from litestar.exceptions import ServiceUnavailableException
 from litestar.middleware import DefineMiddleware
 from litestar.params import JSONBody
 from litestar.response.base import ASGIResponse
@@ -34,6 +37,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from connector.addresses import is_loopback
 from connector.console.page import CONTENT_SECURITY_POLICY, console_page
 from connector.console.queries import Overview, Tally, overview, spreadsheet_link
+from connector.errors import StoreError
 from connector.intake.access import basic_auth_matches
 from connector.journal import connect_journal
 from connector.mapping_watch import MappingWatcher
@@ -41,8 +45,8 @@ from connector.settings import BasicAuth, Settings
 from connector.sheets.backend import uses_local_sheets
 from connector.sheets.config import GOOGLE_API_ROOT
 from connector.store import open_work_store
+from connector.store.protocols import WorkStore
 from connector.store.records import now_ms
-from connector.store.sqlite_schema import connect, inbox_path, migrate
 
 __all__ = ["ConsoleData", "create_console_app"]
 
@@ -64,13 +68,14 @@ class RetryResult(msgspec.Struct):
 
 
 class ConsoleData:
-    """The console's view of a data directory: read-only queries, and the one action (retry)."""
+    """The console's view of the store and of this host's journal: read-only queries, and the one
+    action (retry)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.watcher = MappingWatcher(settings)
         self._lock = threading.Lock()
-        self._inbox: sqlite3.Connection | None = None
+        self._store: WorkStore | None = None
         self._journal: sqlite3.Connection | None = None
         self._minutes: dict[int, int] = {}  # events received per minute, for minutes that are over
         self._tally = Tally()  # events per company, counted once
@@ -94,9 +99,9 @@ class ConsoleData:
                 for c in mapping.companies
             }
             limits = self.settings.sheets.rate_limit
-            inbox, journal = self._connections()
+            store, journal = self._connections()
             return overview(
-                inbox,
+                store,
                 journal,
                 mapping,
                 now_ms=now_ms(),
@@ -110,27 +115,26 @@ class ConsoleData:
 
     def retry(self, company_id: int | None) -> int:
         """Queue failed events again (one company's or all); how many."""
-        store = open_work_store(self.settings)
-        try:
+        with self._lock:
+            store, _ = self._connections()
             return store.requeue("failed", company_id)
-        finally:
-            store.close()
 
     def close(self) -> None:
         """Release the connections."""
         with self._lock:
-            for conn in (self._inbox, self._journal):
-                if conn is not None:
-                    conn.close()
-            self._inbox = self._journal = None
+            if self._store is not None:
+                self._store.close()
+            if self._journal is not None:
+                self._journal.close()
+            self._store = self._journal = None
 
-    def _connections(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
-        if self._inbox is None or self._journal is None:
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            migrate(inbox_path(self.settings.data_dir))
-            self._inbox = connect(inbox_path(self.settings.data_dir))
+    def _connections(self) -> tuple[WorkStore, sqlite3.Connection]:
+        """The store (SQLite or PostgreSQL, as the settings say) and the journal, opened once."""
+        if self._store is None:
+            self._store = open_work_store(self.settings)
+        if self._journal is None:
             self._journal = connect_journal(self.settings.data_dir)
-        return self._inbox, self._journal
+        return self._store, self._journal
 
 
 class ConsoleGate:
@@ -195,14 +199,25 @@ def page(request: Request[Any, Any, State]) -> Response[str]:
 
 @get("/api/overview", sync_to_thread=True)
 def api_overview(request: Request[Any, Any, State]) -> Response[Overview]:
-    """Everything the page shows, as JSON."""
-    return Response(_data(request).overview(), headers={"Cache-Control": "no-store"})
+    """Everything the page shows, as JSON (503 while the store cannot be read)."""
+    with store_unavailable():
+        return Response(_data(request).overview(), headers={"Cache-Control": "no-store"})
 
 
 @post("/api/retry", status_code=200, sync_to_thread=True)
 def api_retry(request: Request[Any, Any, State], data: JSONBody[RetryRequest]) -> RetryResult:
     """Queue failed events again: the worker writes them with the mapping file as it is now."""
-    return RetryResult(_data(request).retry(data.company_id))
+    with store_unavailable():
+        return RetryResult(_data(request).retry(data.company_id))
+
+
+@contextlib.contextmanager
+def store_unavailable() -> Iterator[None]:
+    """A store that cannot be reached now (a database restarting) answers 503, saying why."""
+    try:
+        yield
+    except StoreError as exc:
+        raise ServiceUnavailableException(f"the store cannot be read now: {exc}") from None
 
 
 def create_console_app(settings: Settings) -> Litestar:

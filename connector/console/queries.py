@@ -1,19 +1,22 @@
-"""What the console shows, read from the data directory only: the inbox, the journal and the mapping.
+"""What the console shows: the store's figures, this host's journal, and the mapping.
 
-Every function takes open SQLite connections (the inbox's and the journal's) and returns plain structs,
-so the console never depends on the memory of the process that runs the worker, and these queries can
-move behind the storage layer as they are. :func:`overview` gathers everything the page shows.
+The events, their statuses and the flush outcomes come through the storage seam
+(:class:`~connector.store.protocols.Figures`, on SQLite or PostgreSQL alike); the Sheets requests, the
+flush log and the refused webhooks from the journal, a SQLite file of this host's data directory. Every
+function returns plain structs, so the console never depends on the memory of the process that runs the
+worker. :func:`overview` gathers everything the page shows.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Final
 from urllib.parse import quote
 
 import msgspec
 
+from connector.store.protocols import Figures, WorkStore
 from connector.store.records import STATUSES, FailedEvent
 from connector.sync.mapping import SheetMapping
 
@@ -148,26 +151,32 @@ def spreadsheet_link(api_root: str, google_root: str, spreadsheet_id: str) -> st
 
 class Tally:
     """Events per company up to an id, kept between refreshes: events are never deleted, so only the
-    ones stored since need counting."""
+    ones stored since need counting. An id is counted into the totals once the store says no lower id
+    can still appear (:attr:`~connector.store.protocols.Figures.ids_settle_ms`); the events above it are
+    counted afresh each time."""
 
     def __init__(self) -> None:
         self.up_to_id = 0
         self.totals: dict[int, int] = defaultdict(int)
+        self._seen: deque[tuple[int, int]] = deque()  # (when, newest id then), oldest first
 
-    def update(self, inbox: sqlite3.Connection) -> dict[int, int]:
+    def update(self, store: Figures, now: int) -> dict[int, int]:
         """Every company's event count now."""
-        (newest,) = inbox.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
-        rows = inbox.execute(
-            "SELECT company_id, COUNT(*) FROM events WHERE id > ? AND id <= ? GROUP BY company_id",
-            (self.up_to_id, newest),
-        )
-        for company_id, count in rows:
-            self.totals[company_id] += count
-        self.up_to_id = max(self.up_to_id, newest)
-        return dict(self.totals)
+        self._seen.append((now, store.newest_event_id()))
+        settled = self.up_to_id
+        while self._seen and self._seen[0][0] <= now - store.ids_settle_ms:
+            settled = max(settled, self._seen.popleft()[1])
+        if settled > self.up_to_id:
+            for company_id, count in store.events_by_company(self.up_to_id, settled).items():
+                self.totals[company_id] += count
+            self.up_to_id = settled
+        counts = dict(self.totals)
+        for company_id, count in store.events_by_company(self.up_to_id).items():
+            counts[company_id] = counts.get(company_id, 0) + count
+        return counts
 
 
-def status_counts(inbox: sqlite3.Connection, tally: Tally | None = None) -> dict[int, dict[str, int]]:
+def status_counts(store: Figures, now: int, tally: Tally | None = None) -> dict[int, dict[str, int]]:
     """company -> status -> number of events.
 
     Nearly every event is ``done``, so grouping the whole table by status would read every row. Instead
@@ -175,15 +184,9 @@ def status_counts(inbox: sqlite3.Connection, tally: Tally | None = None) -> dict
     events in other statuses from the status index; ``done`` is the difference (measured by
     scripts/bench_console.py).
     """
+    totals = (tally or Tally()).update(store, now)
     counts: dict[int, dict[str, int]] = defaultdict(dict)
-    totals = (tally or Tally()).update(inbox)
-    others = [status for status in STATUSES if status != "done"]
-    for company_id, status, count in inbox.execute(
-        f"SELECT company_id, status, COUNT(*) FROM events WHERE status IN ({', '.join('?' * len(others))})"  # noqa: S608 - placeholders only
-        " GROUP BY company_id, status",
-        others,
-    ):
-        counts[company_id][status] = count
+    counts.update(store.status_by_company([status for status in STATUSES if status != "done"]))
     for company_id, total in totals.items():
         done = total - sum(counts[company_id].values())
         if done:
@@ -191,21 +194,9 @@ def status_counts(inbox: sqlite3.Connection, tally: Tally | None = None) -> dict
     return counts
 
 
-def oldest_pending(inbox: sqlite3.Connection) -> dict[int, int]:
+def oldest_pending(store: Figures) -> dict[int, int]:
     """company -> receive time of its oldest pending event."""
-    rows = inbox.execute(
-        "SELECT company_id, MIN(received_ms) FROM events WHERE status = 'pending' GROUP BY company_id"
-    )
-    return dict(rows.fetchall())
-
-
-def received_per_minute(inbox: sqlite3.Connection, since_ms: int) -> dict[int, int]:
-    """minute (ms) -> events received in it."""
-    rows = inbox.execute(
-        "SELECT received_ms / ? * ?, COUNT(*) FROM events WHERE received_ms >= ? GROUP BY 1",
-        (MINUTE_MS, MINUTE_MS, since_ms),
-    )
-    return dict(rows.fetchall())
+    return {lag.company_id: lag.oldest_received_ms for lag in store.backlog("pending")}
 
 
 def written_per_minute(journal: sqlite3.Connection, since_ms: int) -> dict[int, tuple[int, int, int]]:
@@ -219,7 +210,7 @@ def written_per_minute(journal: sqlite3.Connection, since_ms: int) -> dict[int, 
 
 
 def minutes(
-    inbox: sqlite3.Connection, journal: sqlite3.Connection, now_ms: int, seen: dict[int, int] | None = None
+    store: Figures, journal: sqlite3.Connection, now_ms: int, seen: dict[int, int] | None = None
 ) -> list[Minute]:
     """The last :data:`HISTORY_MINUTES` minutes, oldest first, every minute present (zero when quiet).
 
@@ -235,7 +226,7 @@ def minutes(
     settled = last - MINUTE_MS  # the minutes before this one are over, late commits included
     missing = [m for m in range(first, settled, MINUTE_MS) if m not in known]
     since = missing[0] if missing else settled
-    fresh = received_per_minute(inbox, since)
+    fresh = store.received_per_minute(since, MINUTE_MS)
     for minute in range(since, settled, MINUTE_MS):
         known[minute] = fresh.get(minute, 0)
     received = {**known, **{m: count for m, count in fresh.items() if m >= settled}}
@@ -256,10 +247,9 @@ def last_flushes(journal: sqlite3.Connection) -> dict[str, LastFlush]:
     return {spreadsheet_id: LastFlush(*rest) for spreadsheet_id, *rest in rows}
 
 
-def flush_outcomes(inbox: sqlite3.Connection) -> dict[str, tuple[int | None, str | None, int | None]]:
-    """spreadsheet -> (last success, last error, its time) from the inbox's flushes table."""
-    rows = inbox.execute("SELECT spreadsheet_id, last_ok_ms, last_error, last_error_ms FROM flushes")
-    return {spreadsheet_id: (ok, error, error_ms) for spreadsheet_id, ok, error, error_ms in rows}
+def flush_outcomes(store: WorkStore) -> dict[str, tuple[int | None, str | None, int | None]]:
+    """spreadsheet -> (last success, last error, its time) from the store's flush records."""
+    return {f.spreadsheet_id: (f.last_ok_ms, f.last_error, f.last_error_ms) for f in store.flushes()}
 
 
 def budget(journal: sqlite3.Connection, now_ms: int, reads_limit: int, writes_limit: int) -> Budget:
@@ -292,23 +282,9 @@ def rejections(journal: sqlite3.Connection, limit: int = LIST_LIMIT) -> list[Rej
     return [Rejection(*row) for row in rows]
 
 
-def failed(inbox: sqlite3.Connection, limit: int = LIST_LIMIT) -> list[FailedEvent]:
-    """The latest parked events with their error, newest first."""
-    rows = inbox.execute(
-        "SELECT id, company_id, event_type, received_ms, attempts, COALESCE(last_error, '') FROM events"
-        " WHERE status = 'failed' ORDER BY id DESC LIMIT ?",
-        (limit,),
-    )
-    return [FailedEvent(*row) for row in rows]
-
-
-def unrouted(inbox: sqlite3.Connection) -> list[UnroutedView]:
+def unrouted(store: Figures) -> list[UnroutedView]:
     """Companies whose events wait for a mapping, with how many and since when."""
-    rows = inbox.execute(
-        "SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = 'unrouted'"
-        " GROUP BY company_id ORDER BY company_id"
-    )
-    return [UnroutedView(*row) for row in rows]
+    return [UnroutedView(u.company_id, u.pending, u.oldest_received_ms) for u in store.backlog("unrouted")]
 
 
 def company_views(
@@ -370,7 +346,7 @@ def spreadsheet_views(
 
 
 def overview(
-    inbox: sqlite3.Connection,
+    store: WorkStore,
     journal: sqlite3.Connection,
     mapping: SheetMapping,
     *,
@@ -384,21 +360,20 @@ def overview(
 ) -> Overview:
     """Everything the page shows, as of ``now_ms``; ``links`` gives each mapped spreadsheet's URL;
     ``seen_minutes`` and ``tally``, kept by the caller, spare counting again what was counted before."""
-    companies = company_views(mapping, status_counts(inbox, tally), oldest_pending(inbox), now_ms)
-    (failed_total,) = inbox.execute("SELECT COUNT(*) FROM events WHERE status = 'failed'").fetchone()
+    companies = company_views(mapping, status_counts(store, now_ms, tally), oldest_pending(store), now_ms)
     return Overview(
         now_ms=now_ms,
         companies=companies,
         spreadsheets=spreadsheet_views(
-            mapping, companies, flush_outcomes(inbox), last_flushes(journal), links
+            mapping, companies, flush_outcomes(store), last_flushes(journal), links
         ),
-        minutes=minutes(inbox, journal, now_ms, seen_minutes),
+        minutes=minutes(store, journal, now_ms, seen_minutes),
         budget=budget(journal, now_ms, reads_limit, writes_limit),
         throttles=throttles(journal),
         rejections=rejections(journal),
-        failed=failed(inbox),
-        failed_total=failed_total,
-        unrouted=unrouted(inbox),
+        failed=store.latest_failed(LIST_LIMIT),
+        failed_total=sum(company.failed for company in companies),
+        unrouted=unrouted(store),
         mapping_file=mapping.file,
         mapping_error=mapping_error,
     )

@@ -37,6 +37,7 @@ from connector.store.records import (
     Outcome,
     StatusCount,
     StoredEvent,
+    nested_counts,
     now_ms,
 )
 from connector.store.sqlite_store import stale, state_rows
@@ -93,9 +94,16 @@ EVENTS_OF: Final = """
 SELECT id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_key, attempts FROM events WHERE company_id = %s AND status != 'unknown' AND id > %s ORDER BY id LIMIT %s
 """
 
-LAG: Final = """
-SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = 'pending'
-GROUP BY company_id ORDER BY company_id
+# A parked event as FailedEvent, and the newest parked event of each company.
+FAILED: Final = (
+    "SELECT id, company_id, event_type, received_ms, attempts, COALESCE(last_error, '') FROM events"
+)
+NEWEST_FAILED: Final = "SELECT MAX(id) FROM events WHERE status = 'failed' GROUP BY company_id"
+MAX_ID: Final = 2**63 - 1
+SUBJECTS_WAITING: Final = """
+SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (
+    SELECT COUNT(*) AS n FROM events WHERE status = %s GROUP BY company_id, subject
+) AS waiting
 """
 
 COUNT_BY_STATUS: Final = """
@@ -347,7 +355,7 @@ class PgStore:
         return [StatusCount(*row) for row in self._rows(COUNT_BY_STATUS)]
 
     def lag(self) -> list[CompanyLag]:
-        return [CompanyLag(*row) for row in self._rows(LAG)]
+        return self.backlog("pending")
 
     def failed(
         self, company_id: int | None = None, limit: int = 100, *, waiting: bool = False
@@ -469,6 +477,57 @@ class PgStore:
             " ORDER BY spreadsheet_id"
         )
         return [FlushRecord(*row) for row in rows]
+
+    # --- figures ------------------------------------------------------------------------------------------
+
+    # Concurrent intake transactions commit in any order: a lower id may appear until the transaction
+    # that took it ends, which the intake's commit time limit and the pool's bound to seconds.
+    ids_settle_ms = 60_000
+
+    def newest_event_id(self) -> int:
+        ((newest,),) = self._rows("SELECT COALESCE(MAX(id), 0) FROM events")
+        return int(newest)
+
+    def events_by_company(self, after_id: int, up_to_id: int | None = None) -> dict[int, int]:
+        rows = self._rows(
+            "SELECT company_id, COUNT(*) FROM events WHERE id > %s AND id <= %s GROUP BY company_id",
+            (after_id, MAX_ID if up_to_id is None else up_to_id),
+        )
+        return {company_id: count for company_id, count in rows}
+
+    def status_by_company(self, statuses: Sequence[str]) -> dict[int, dict[str, int]]:
+        rows = self._rows(
+            "SELECT company_id, status, COUNT(*) FROM events WHERE status = ANY(%s) GROUP BY company_id, status",
+            (list(statuses),),
+        )
+        return nested_counts(rows)
+
+    def backlog(self, status: str) -> list[CompanyLag]:
+        rows = self._rows(
+            "SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = %s"
+            " GROUP BY company_id ORDER BY company_id",
+            (status,),
+        )
+        return [CompanyLag(*row) for row in rows]
+
+    def received_per_minute(self, since_ms: int, minute_ms: int) -> dict[int, int]:
+        rows = self._rows(
+            "SELECT received_ms / %s * %s, COUNT(*) FROM events WHERE received_ms >= %s GROUP BY 1",
+            (minute_ms, minute_ms, since_ms),
+        )
+        return {minute: count for minute, count in rows}
+
+    def latest_failed(self, limit: int) -> list[FailedEvent]:
+        rows = self._rows(f"{FAILED} WHERE status = 'failed' ORDER BY id DESC LIMIT %s", (limit,))
+        return [FailedEvent(*row) for row in rows]
+
+    def newest_failed_by_company(self) -> list[FailedEvent]:
+        rows = self._rows(f"{FAILED} WHERE id IN ({NEWEST_FAILED}) ORDER BY company_id")
+        return [FailedEvent(*row) for row in rows]
+
+    def subjects_waiting(self, status: str) -> tuple[int, int]:
+        ((subjects, events),) = self._rows(SUBJECTS_WAITING, (status,))
+        return int(subjects), int(events)
 
 
 def _events(rows: list[tuple[Any, ...]]) -> list[StoredEvent]:

@@ -5,6 +5,8 @@
 * :class:`Locks` — one named lock per spreadsheet, each hold carrying a fencing token that only grows.
 * :class:`EntityStates` — folded customer and order states.
 * :class:`FlushLog` — the outcome of each spreadsheet's last flush, and the fenced commit of a flush.
+* :class:`Figures` — what the console and the alerts read: counts per company and status, the latest
+  parked events, events received per minute.
 
 :class:`WorkStore` is every role a worker needs. The contract every implementation must meet is
 ``tests/store/test_contract.py``, run against each backend.
@@ -28,7 +30,7 @@ from connector.store.records import (
 )
 from connector.sync.state import EntityKey, EntityKind, EntityState
 
-__all__ = ["Claims", "EntityStates", "FlushLog", "Intake", "Locks", "WorkStore"]
+__all__ = ["Claims", "EntityStates", "Figures", "FlushLog", "Intake", "Locks", "WorkStore"]
 
 
 class Intake(Protocol):
@@ -42,6 +44,10 @@ class Intake(Protocol):
         """
         ...
 
+    async def put_many(self, records: list[InboxRecord]) -> list[bool]:
+        """Store several records durably in one transaction (an import); for each, whether it was new."""
+        ...
+
     async def check_writable(self) -> None:
         """Raise StoreError unless a write can be committed now (a real write: a full disk shows)."""
         ...
@@ -52,6 +58,10 @@ class Intake(Protocol):
 
     def close(self) -> None:
         """Finish queued writes and release the store."""
+        ...
+
+    async def aclose(self) -> None:
+        """Finish queued writes and release the store, from the event loop (when it is about to end)."""
         ...
 
 
@@ -201,7 +211,48 @@ class FlushLog(Protocol):
         ...
 
 
-class WorkStore(Claims, Locks, EntityStates, FlushLog, Protocol):
+class Figures(Protocol):
+    """Read-only figures of the stored events for the console and the alerts (cheap on a large store:
+    each reads an index, or only the events stored since the caller last looked)."""
+
+    # How long after an event id is handed out an event with a lower id may still be committed (0:
+    # ids are committed in order). Counts kept by id between calls settle only after this long.
+    ids_settle_ms: int
+
+    def newest_event_id(self) -> int:
+        """The highest event id stored (0 when there is none)."""
+        ...
+
+    def events_by_company(self, after_id: int, up_to_id: int | None = None) -> dict[int, int]:
+        """Per company, the stored events with an id above ``after_id`` (and at most ``up_to_id``)."""
+        ...
+
+    def status_by_company(self, statuses: Sequence[str]) -> dict[int, dict[str, int]]:
+        """company -> status -> number of events, for these statuses only."""
+        ...
+
+    def backlog(self, status: str) -> list[CompanyLag]:
+        """Per company, the events in ``status`` and the receive time of the oldest, by company."""
+        ...
+
+    def received_per_minute(self, since_ms: int, minute_ms: int) -> dict[int, int]:
+        """Start of each minute (``minute_ms`` long) since ``since_ms`` -> events received in it."""
+        ...
+
+    def latest_failed(self, limit: int) -> list[FailedEvent]:
+        """The newest parked events, newest first."""
+        ...
+
+    def newest_failed_by_company(self) -> list[FailedEvent]:
+        """The newest parked event of every company that has one, by company."""
+        ...
+
+    def subjects_waiting(self, status: str) -> tuple[int, int]:
+        """How many customers and orders have events in ``status``, and how many events that is."""
+        ...
+
+
+class WorkStore(Claims, Locks, EntityStates, FlushLog, Figures, Protocol):
     """Every role a worker uses, on one connection of its own."""
 
     def wait_for_work(self, stop: threading.Event, timeout_s: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Final, Literal
 
 import msgspec
@@ -18,6 +19,7 @@ __all__ = [
     "Outcome",
     "StatusCount",
     "StoredEvent",
+    "nested_counts",
     "now_ms",
 ]
 
@@ -32,6 +34,14 @@ CSV_IMPORT_ENDPOINT: Final = "backfill-csv"
 
 # How a claimed event is settled.
 Outcome = Literal["done", "failed", "unrouted"]
+
+
+def nested_counts(rows: Iterable[tuple[int, str, int]]) -> dict[int, dict[str, int]]:
+    """(company, status, count) rows as company -> status -> count."""
+    counts: dict[int, dict[str, int]] = {}
+    for company_id, status, count in rows:
+        counts.setdefault(company_id, {})[status] = count
+    return counts
 
 
 def now_ms() -> int:

@@ -148,6 +148,10 @@ class SqliteInbox:
         assert self._reader is not None, "inbox is not open"
         return count_events(self._reader)
 
+    async def aclose(self) -> None:
+        """As :meth:`close` (nothing to wait for on the loop: the writer process commits what it was sent)."""
+        self.close()
+
     def close(self) -> None:
         """Send what is queued, let the writer commit it and stop, then release the database."""
         if self._closed:

@@ -10,6 +10,7 @@ loop. One connection per instance, guarded by a lock so that a heartbeat thread 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import time
@@ -26,6 +27,7 @@ from connector.store.records import (
     Outcome,
     StatusCount,
     StoredEvent,
+    nested_counts,
     now_ms,
 )
 from connector.store.sqlite_schema import connect, count_events, inbox_path, migrate, transaction
@@ -67,11 +69,6 @@ SELECT id, received_ms, endpoint, company_id, event_type, event_ms, body, dedup_
 WHERE company_id = ? AND status != 'unknown' AND id > ? ORDER BY id LIMIT ?
 """
 
-LAG: Final = """
-SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = 'pending'
-GROUP BY company_id ORDER BY company_id
-"""
-
 ACQUIRE: Final = """
 INSERT INTO locks (name, owner, until_ms, token) VALUES (?, ?, ?, 1)
 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms, token = locks.token + 1
@@ -84,6 +81,18 @@ SELECT_STATE: Final = "SELECT state FROM entity_state WHERE kind = ? AND company
 UPSERT_STATE: Final = """
 INSERT INTO entity_state (kind, company_id, entity_id, state) VALUES (?, ?, ?, ?)
 ON CONFLICT (kind, company_id, entity_id) DO UPDATE SET state = excluded.state
+"""
+
+# A parked event as FailedEvent, and the newest parked event of each company.
+FAILED: Final = (
+    "SELECT id, company_id, event_type, received_ms, attempts, COALESCE(last_error, '') FROM events"
+)
+NEWEST_FAILED: Final = "SELECT MAX(id) FROM events WHERE status = 'failed' GROUP BY company_id"
+MAX_ID: Final = 2**63 - 1
+SUBJECTS_WAITING: Final = """
+SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (
+    SELECT COUNT(*) AS n FROM events WHERE status = ? GROUP BY company_id, subject
+)
 """
 
 # The most rows one worker transaction writes, and the pause after each: the inbox writer's commits wait
@@ -272,8 +281,7 @@ class SqliteStore:
             return count_events(db)
 
     def lag(self) -> list[CompanyLag]:
-        with self._db(write=False) as db:
-            return [CompanyLag(*row) for row in db.execute(LAG)]
+        return self.backlog("pending")
 
     def failed(
         self, company_id: int | None = None, limit: int = 100, *, waiting: bool = False
@@ -404,6 +412,64 @@ class SqliteStore:
                 " ORDER BY spreadsheet_id"
             )
             return [FlushRecord(*row) for row in rows]
+
+    # --- figures ------------------------------------------------------------------------------------------
+
+    ids_settle_ms = 0  # one writer: ids are committed in order
+
+    def newest_event_id(self) -> int:
+        with self._db(write=False) as db:
+            (newest,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+            return int(newest)
+
+    def events_by_company(self, after_id: int, up_to_id: int | None = None) -> dict[int, int]:
+        with self._db(write=False) as db:
+            rows = db.execute(
+                "SELECT company_id, COUNT(*) FROM events WHERE id > ? AND id <= ? GROUP BY company_id",
+                (after_id, MAX_ID if up_to_id is None else up_to_id),
+            )
+            return dict(rows.fetchall())
+
+    def status_by_company(self, statuses: Sequence[str]) -> dict[int, dict[str, int]]:
+        with self._db(write=False) as db:
+            rows = db.execute(
+                "SELECT company_id, status, COUNT(*) FROM events WHERE status IN (SELECT value FROM json_each(?))"
+                " GROUP BY company_id, status",
+                (json.dumps(list(statuses)),),
+            )
+            return nested_counts(rows)
+
+    def backlog(self, status: str) -> list[CompanyLag]:
+        with self._db(write=False) as db:
+            rows = db.execute(
+                "SELECT company_id, COUNT(*), MIN(received_ms) FROM events WHERE status = ?"
+                " GROUP BY company_id ORDER BY company_id",
+                (status,),
+            )
+            return [CompanyLag(*row) for row in rows]
+
+    def received_per_minute(self, since_ms: int, minute_ms: int) -> dict[int, int]:
+        with self._db(write=False) as db:
+            rows = db.execute(
+                "SELECT received_ms / ? * ?, COUNT(*) FROM events WHERE received_ms >= ? GROUP BY 1",
+                (minute_ms, minute_ms, since_ms),
+            )
+            return dict(rows.fetchall())
+
+    def latest_failed(self, limit: int) -> list[FailedEvent]:
+        with self._db(write=False) as db:
+            rows = db.execute(f"{FAILED} WHERE status = 'failed' ORDER BY id DESC LIMIT ?", (limit,))
+            return [FailedEvent(*row) for row in rows]
+
+    def newest_failed_by_company(self) -> list[FailedEvent]:
+        with self._db(write=False) as db:
+            rows = db.execute(f"{FAILED} WHERE id IN ({NEWEST_FAILED}) ORDER BY company_id")
+            return [FailedEvent(*row) for row in rows]
+
+    def subjects_waiting(self, status: str) -> tuple[int, int]:
+        with self._db(write=False) as db:
+            subjects, events = db.execute(SUBJECTS_WAITING, (status,)).fetchone()
+            return int(subjects), int(events)
 
 
 def state_rows(states: Iterable[EntityState]) -> list[tuple[str, int, int, bytes]]:

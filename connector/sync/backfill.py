@@ -77,12 +77,10 @@ from connector.events import (
 from connector.settings import Settings
 from connector.sheets.plan import WorksheetBatch, plan_worksheet, request_size
 from connector.sheets.writer import FlushReport, SheetWriter
-from connector.store import open_work_store
+from connector.store import open_intake, open_work_store
 from connector.store.owners import owner_id
-from connector.store.protocols import WorkStore
+from connector.store.protocols import Figures, WorkStore
 from connector.store.records import CSV_IMPORT_ENDPOINT, InboxRecord, StoredEvent
-from connector.store.sqlite_intake import SqliteInbox
-from connector.store.sqlite_schema import connect, inbox_path
 from connector.sync.mapping import SheetMapping
 from connector.sync.routing import Router
 from connector.sync.worker import PassReport, Worker
@@ -125,7 +123,7 @@ JSONL_ENDPOINT: Final = "backfill"
 CSV_ENDPOINT: Final = CSV_IMPORT_ENDPOINT
 # Issue 5: a backfill writes at most 5,000 rows per worksheet per request.
 MAX_ROWS_PER_WRITE: Final = 5_000
-# Records per inbox transaction: a multi-row INSERT binds 11 values per record, and SQLite allows 32,766.
+# Records per store transaction: a multi-row INSERT binds 11 values per record, and SQLite allows 32,766.
 STORE_CHUNK: Final = 2_000
 # DooPage's id and time ranges (see connector.events).
 _MIN_ID: Final = -(2**63)
@@ -519,19 +517,20 @@ def file_as_of(path: Path) -> int:
 
 
 def import_records(
-    data_dir: Path,
+    settings: Settings,
     records: Sequence[InboxRecord],
     on_stored: Callable[[int], None] | None = None,
 ) -> ImportCounts:
-    """Store records durably in the inbox, in chunks; how many were new and how many already there."""
-    return asyncio.run(_store_all(data_dir, records, on_stored))
+    """Store records durably in the settings' store (SQLite or PostgreSQL), in chunks; how many were new
+    and how many already there."""
+    return asyncio.run(_store_all(settings, records, on_stored))
 
 
 async def _store_all(
-    data_dir: Path, records: Sequence[InboxRecord], on_stored: Callable[[int], None] | None
+    settings: Settings, records: Sequence[InboxRecord], on_stored: Callable[[int], None] | None
 ) -> ImportCounts:
     counts = ImportCounts()
-    inbox = SqliteInbox.open(data_dir)
+    inbox = open_intake(settings)
     try:
         for start in range(0, len(records), STORE_CHUNK):
             chunk = list(records[start : start + STORE_CHUNK])
@@ -542,30 +541,16 @@ async def _store_all(
             if on_stored is not None:
                 on_stored(len(chunk))
     finally:
-        inbox.close()
+        await inbox.aclose()
     return counts
 
 
 # --- writing ------------------------------------------------------------------------------------------
 
-PENDING_SUBJECTS: Final = """
-SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (
-    SELECT COUNT(*) AS n FROM events WHERE status = ? GROUP BY company_id, subject
-)
-"""
 
-
-def pending_backfill(data_dir: Path) -> tuple[int, int]:
+def pending_backfill(store: Figures) -> tuple[int, int]:
     """Rows (customers and orders) with backfill events still to write, and how many events."""
-    path = inbox_path(data_dir)
-    if not path.exists():
-        return 0, 0
-    conn = connect(path)
-    try:
-        rows, events = conn.execute(PENDING_SUBJECTS, (BACKFILL_STATUS,)).fetchone()
-    finally:
-        conn.close()
-    return int(rows), int(events)
+    return store.subjects_waiting(BACKFILL_STATUS)
 
 
 class _MeasuringWriter(SheetWriter):
@@ -643,12 +628,12 @@ def write_backfill(
     try:
         idle = 0
         while True:
-            rows_before, _ = pending_backfill(settings.data_dir)
+            rows_before, _ = pending_backfill(queue)
             if rows_before == 0:
                 break
             claimed = queue.claim_subjects(owner, BACKFILL_STATUS, pass_rows, settings.worker.lease_ms)
             settled = _run_pass(queue, worker, claimed, totals) if claimed else 0
-            rows_after, _ = pending_backfill(settings.data_dir)
+            rows_after, _ = pending_backfill(queue)
             totals.rows += max(rows_before - rows_after, 0)
             pass_rows = _next_pass_rows(
                 sheet_writer, rows_before - rows_after, rows_per_write, settings.sheets.max_request_bytes
@@ -662,7 +647,7 @@ def write_backfill(
                 # Events leased elsewhere or given back after a transient failure: wait for them.
                 sleep(max(settings.worker.backoff_ms, settings.worker.poll_ms) / 1000)
     finally:
-        totals.remaining = pending_backfill(settings.data_dir)[1]
+        totals.remaining = pending_backfill(queue)[1]
         totals.seconds = time.monotonic() - started
         queue.close()
     return totals

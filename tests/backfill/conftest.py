@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from connector.cli import main
 from connector.localsheets.testing import LocalSheets
 from connector.settings import Settings, load_settings
 from tests import settings_files
+from tests.store.postgres import fresh_schema
 
 TOKEN = "backfill-test-token-0123456789"
 
@@ -66,10 +68,14 @@ class Backfill:
 
 
 @pytest.fixture
-def backfill(tmp_path: Path, local_sheets: LocalSheets) -> Iterator[Backfill]:
-    """Settings for a new empty spreadsheet on the session's local Sheets server."""
+def backfill(request: pytest.FixtureRequest, tmp_path: Path, local_sheets: LocalSheets) -> Iterator[Backfill]:
+    """Settings for a new empty spreadsheet on the session's local Sheets server; the SQLite store, or a
+    PostgreSQL one when the test asks for ``postgres`` (indirect parametrization)."""
     spreadsheet_id = local_sheets.new_spreadsheet()
-    yield Backfill(
-        tmp_path, write_settings(tmp_path, local_sheets.url, spreadsheet_id), spreadsheet_id, local_sheets
-    )
+    config = write_settings(tmp_path, local_sheets.url, spreadsheet_id)
+    with ExitStack() as stack:
+        if getattr(request, "param", "sqlite") == "postgres":
+            with config.open("a", encoding="utf-8") as settings:
+                settings.write(f'\n[store]\nurl = "{stack.enter_context(fresh_schema())}"\n')
+        yield Backfill(tmp_path, config, spreadsheet_id, local_sheets)
     local_sheets.delete_spreadsheet(spreadsheet_id)

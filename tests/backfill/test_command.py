@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.store.sqlite_schema import connect, count_events, inbox_path
+from connector.settings import Settings
+from connector.store import open_work_store
 from connector.sync.backfill import (
     CsvOptions,
     import_records,
@@ -38,18 +39,15 @@ CUSTOMERS_CSV = """ID,Full name,Tags,Ignored
 
 
 def stored(backfill: Backfill) -> dict[str, int]:
-    """Stored events by status."""
-    path = inbox_path(backfill.settings.data_dir)
-    if not path.exists():
-        return {}
-    conn = connect(path)
+    """Stored events by status (in the SQLite or the PostgreSQL store)."""
+    store = open_work_store(backfill.settings)
     try:
         totals: dict[str, int] = {}
-        for row in count_events(conn):
+        for row in store.counts():
             totals[row.status] = totals.get(row.status, 0) + row.count
         return totals
     finally:
-        conn.close()
+        store.close()
 
 
 def import_customers(backfill: Backfill, text: str = CUSTOMERS_CSV, *extra: str) -> tuple[int, str, str]:
@@ -58,6 +56,15 @@ def import_customers(backfill: Backfill, text: str = CUSTOMERS_CSV, *extra: str)
     return result.exit_code, result.stdout, result.stderr
 
 
+def pending(settings: Settings) -> tuple[int, int]:
+    store = open_work_store(settings)
+    try:
+        return pending_backfill(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backfill", ["sqlite", "postgres"], indirect=True)
 def test_a_customer_csv_lands_in_the_customers_sheet(backfill: Backfill) -> None:
     code, out, _ = import_customers(backfill)
     assert code == 0, out
@@ -170,6 +177,7 @@ def tag_event(kind: str, customer: int, tag: int, name: str) -> dict[str, object
     }
 
 
+@pytest.mark.parametrize("backfill", ["sqlite", "postgres"], indirect=True)
 def test_a_jsonl_history_keeps_its_order_and_runs_twice_to_the_same_sheet(
     backfill: Backfill, samples: dict[str, bytes]
 ) -> None:
@@ -235,6 +243,7 @@ def test_newer_data_wins_whichever_is_imported_first(backfill: Backfill) -> None
     assert names == {"1": "CSV name", "2": "2025 name"}
 
 
+@pytest.mark.parametrize("backfill", ["sqlite", "postgres"], indirect=True)
 def test_an_interrupted_backfill_is_finished_by_resume_without_doubling_rows(backfill: Backfill) -> None:
     text = "ID,Full name,Tags\n" + "".join(f"{i},Customer {i},t{i % 3}\n" for i in range(1, 31))
     path = backfill.file("customers.csv", text)
@@ -248,8 +257,8 @@ def test_an_interrupted_backfill_is_finished_by_resume_without_doubling_rows(bac
     with path.open(newline="") as stream:
         records = read_csv(stream, options).records
     # Interrupted right after storing: nothing written yet.
-    assert import_records(settings.data_dir, records).stored == 60
-    assert pending_backfill(settings.data_dir) == (30, 60)
+    assert import_records(settings, records).stored == 60
+    assert pending(settings) == (30, 60)
 
     # Interrupted again after one pass of 10 rows (Ctrl-C between passes).
     def stop_after_first_pass(_: object) -> None:
@@ -257,7 +266,7 @@ def test_an_interrupted_backfill_is_finished_by_resume_without_doubling_rows(bac
 
     with pytest.raises(KeyboardInterrupt):
         write_backfill(settings, load_mapping(settings), rows_per_write=10, on_pass=stop_after_first_pass)
-    assert pending_backfill(settings.data_dir) == (20, 40)
+    assert pending(settings) == (20, 40)
     assert len(backfill.records("Customers")) == 10
 
     result = backfill.run("resume")
@@ -284,7 +293,7 @@ def test_a_claim_cut_short_is_given_back_at_once(backfill: Backfill) -> None:
         as_of_ms=1_704_067_200_000,
     )
     with path.open(newline="") as stream:
-        import_records(settings.data_dir, read_csv(stream, options).records)
+        import_records(settings, read_csv(stream, options).records)
 
     class Interrupting:
         def flush(self, *_: object, **__: object) -> object:
@@ -292,7 +301,7 @@ def test_a_claim_cut_short_is_given_back_at_once(backfill: Backfill) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         write_backfill(settings, load_mapping(settings), writer=Interrupting())  # type: ignore[arg-type]
-    assert pending_backfill(settings.data_dir) == (2, 2)
+    assert pending(settings) == (2, 2)
     result = backfill.run("resume")
     assert result.exit_code == 0, result.output
     assert set(backfill.records("Customers")) == {"1", "2"}
@@ -359,7 +368,7 @@ def test_passes_shrink_to_rows_that_fit_one_write_request(backfill: Backfill) ->
         as_of_ms=1_704_067_200_000,
     )
     with path.open(newline="") as stream:
-        import_records(settings.data_dir, read_csv(stream, options).records)
+        import_records(settings, read_csv(stream, options).records)
     totals = write_backfill(settings, load_mapping(settings), rows_per_write=100)
     assert totals.rows == 200
     first, *rest = totals.reports

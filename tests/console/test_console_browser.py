@@ -1,4 +1,5 @@
-"""The operator console in headless Chromium, against `doopage-sheets serve` as a real process.
+"""The operator console in headless Chromium, against `doopage-sheets serve` as a real process, on the
+SQLite store and on a PostgreSQL one.
 
 DooPage's samples arrive for a company whose mapping names a spreadsheet that does not exist: they are
 parked as failed. The page shows them (counts, the error, the chart, a rejected webhook); then the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -24,6 +26,7 @@ from connector.localsheets.testing import LocalSheets
 from connector.threaded_server import free_port
 from tests.browser import chromium
 from tests.e2e.harness import PATH, Service, write_settings
+from tests.store.postgres import fresh_schema
 
 WAIT_SECONDS = 30
 WRONG_ID = "no-such-spreadsheet-0000"
@@ -37,18 +40,23 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 @pytest.fixture
-def service(tmp_path: Path, local_sheets: LocalSheets) -> Iterator[Service]:
-    """`serve` with the shipped mapping pointed at a spreadsheet id that does not exist, console on."""
+def service(request: pytest.FixtureRequest, tmp_path: Path, local_sheets: LocalSheets) -> Iterator[Service]:
+    """`serve` with the shipped mapping pointed at a spreadsheet id that does not exist, console on; on
+    the SQLite store, or on a PostgreSQL one when the test asks for ``postgres``."""
     config = write_settings(tmp_path, local_sheets.url, WRONG_ID, free_port())
-    with config.open("a", encoding="utf-8") as settings:
-        settings.write(f"\n[console]\nport = {free_port()}\n")
-    running = Service(config)
-    running.start()
-    try:
-        yield running
-    finally:
-        if running.process is not None:
-            running.stop()
+    with ExitStack() as stack:
+        store = ""
+        if getattr(request, "param", "sqlite") == "postgres":
+            store = f'[store]\nurl = "{stack.enter_context(fresh_schema())}"\n'
+        with config.open("a", encoding="utf-8") as settings:
+            settings.write(f"\n{store}")
+        running = Service(config)
+        running.start()
+        try:
+            yield running
+        finally:
+            if running.process is not None:
+                running.stop()
 
 
 def cells(driver: webdriver.Chrome, selector: str) -> list[str]:
@@ -76,6 +84,7 @@ def screenshot(driver: webdriver.Chrome, folder: Path, name: str) -> None:
     driver.save_screenshot(str(target / f"{name}.png"))
 
 
+@pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
 def test_console_shows_parked_events_and_retry_writes_them_after_the_mapping_is_fixed(
     browser: webdriver.Chrome,
     service: Service,

@@ -1,10 +1,12 @@
-"""The console's queries over an inbox and a journal filled by hand, and the journal's own bounds."""
+"""The console's queries over a SQLite store and a journal filled by hand, and the journal's own bounds
+(the store's figures themselves are in the contract suite, tests/store/test_contract.py, on both backends)."""
 
 from __future__ import annotations
 
 import sqlite3
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from connector.console.queries import overview, spreadsheet_link
 from connector.journal import REJECTIONS_KEPT, Journal, connect_journal
 from connector.store.records import now_ms
 from connector.store.sqlite_schema import connect, inbox_path, migrate
+from connector.store.sqlite_store import SqliteStore
 from connector.sync.mapping import parse_mapping
 
 MAPPING = """
@@ -41,13 +44,20 @@ def add_event(
 
 
 @pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    opened = SqliteStore.open(tmp_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
 def stores(tmp_path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
     migrate(inbox_path(tmp_path))
     inbox = connect(inbox_path(tmp_path))
     return inbox, connect_journal(tmp_path)
 
 
-def test_overview_counts_each_company_and_lists_what_needs_attention(stores, tmp_path):
+def test_overview_counts_each_company_and_lists_what_needs_attention(stores, store, tmp_path):
     inbox, journal = stores
     now = now_ms()  # the journal stamps its rows with the clock
     statuses = ["done"] * 5 + ["pending"] * 2 + ["failed"] * 3
@@ -71,7 +81,7 @@ def test_overview_counts_each_company_and_lists_what_needs_attention(stores, tmp
     mapping = parse_mapping(MAPPING, "mapping.toml")
     links = {"sheet-a": spreadsheet_link("http://127.0.0.1:8765", "https://sheets.googleapis.com", "sheet-a")}
     asked = now_ms()  # after the journal's rows
-    view = overview(inbox, journal, mapping, now_ms=asked, links=links, reads_limit=50, writes_limit=40)
+    view = overview(store, journal, mapping, now_ms=asked, links=links, reads_limit=50, writes_limit=40)
 
     shop, stranger = view.companies
     assert (shop.received, shop.written, shop.pending, shop.failed, shop.unrouted) == (10, 5, 2, 3, 0)
@@ -96,12 +106,12 @@ def test_overview_counts_each_company_and_lists_what_needs_attention(stores, tmp
     assert (written.written, written.latency_avg_ms, written.latency_max_ms) == (4, 200, 300)
 
 
-def test_an_error_followed_by_a_good_flush_is_history(stores):
+def test_an_error_followed_by_a_good_flush_is_history(stores, store):
     inbox, journal = stores
     now = now_ms()
     inbox.execute("INSERT INTO flushes VALUES ('sheet-a', '1', ?, 'HTTP 500', ?)", (now, now - 1))
     mapping = parse_mapping(MAPPING, "mapping.toml")
-    view = overview(inbox, journal, mapping, now_ms=now, links={"sheet-a": ""}, reads_limit=1, writes_limit=1)
+    view = overview(store, journal, mapping, now_ms=now, links={"sheet-a": ""}, reads_limit=1, writes_limit=1)
     assert view.spreadsheets[0].last_error is None
 
 
@@ -125,7 +135,7 @@ def test_the_journal_keeps_only_the_latest_rejections(tmp_path):
     assert max(len(detail) for (detail,) in rows) == 300
 
 
-def test_counts_kept_between_refreshes_follow_new_events_and_status_changes(stores):
+def test_counts_kept_between_refreshes_follow_new_events_and_status_changes(stores, store):
     from connector.console.queries import Tally
 
     inbox, journal = stores
@@ -135,7 +145,7 @@ def test_counts_kept_between_refreshes_follow_new_events_and_status_changes(stor
 
     def shop() -> tuple[int, int, int, int]:
         view = overview(
-            inbox, journal, mapping, now_ms=now_ms(), links={"sheet-a": ""}, reads_limit=1, writes_limit=1,
+            store, journal, mapping, now_ms=now_ms(), links={"sheet-a": ""}, reads_limit=1, writes_limit=1,
             tally=tally, seen_minutes=seen,
         )  # fmt: skip
         company = view.companies[0]
@@ -180,3 +190,37 @@ def test_the_journal_opens_from_several_connections_at_its_first_start(rounds: l
             journal = connect_journal(Path(folder))
             assert journal.execute("PRAGMA journal_mode").fetchone() == ("wal",)
             journal.close()
+
+
+class LateIds:
+    """Figures of a store whose ids may commit out of order for a while (as on PostgreSQL)."""
+
+    ids_settle_ms = 1_000
+
+    def __init__(self) -> None:
+        self.events: dict[int, int] = {}  # id -> company
+
+    def newest_event_id(self) -> int:
+        return max(self.events, default=0)
+
+    def events_by_company(self, after_id: int, up_to_id: int | None = None) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for event_id, company in self.events.items():
+            if after_id < event_id <= (up_to_id if up_to_id is not None else event_id):
+                counts[company] = counts.get(company, 0) + 1
+        return counts
+
+
+def test_counts_kept_by_id_take_in_a_lower_id_committed_late() -> None:
+    from connector.console.queries import Tally
+
+    store, tally = LateIds(), Tally()
+    store.events = {1: 7, 3: 7}  # id 2 is taken but not committed yet
+    assert tally.update(store, now=0) == {7: 2}
+    store.events[2] = 8
+    assert tally.update(store, now=500) == {7: 2, 8: 1}
+    assert tally.up_to_id == 0  # nothing settled yet
+    store.events[4] = 8
+    assert tally.update(store, now=1_600) == {7: 2, 8: 2}
+    assert tally.up_to_id == 3  # what was newest a settle time ago
+    assert tally.update(store, now=1_700) == {7: 2, 8: 2}

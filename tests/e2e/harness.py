@@ -28,9 +28,11 @@ import httpx
 from connector.events import CUSTOMER_EVENT_TYPES, ORDER_EVENT_TYPES, UnknownEvent, decode_body
 from connector.localsheets.testing import LocalSheets
 from connector.settings import Settings, load_settings
+from connector.store.pg_store import PgStore
 from connector.store.sqlite_schema import inbox_path
 from connector.sync.mapping import load_mapping, rows_for
 from connector.sync.state import EntityState, Envelope, fold_batch
+from connector.threaded_server import free_port
 
 TOKEN = "e2e-test-token-0123456789abcdef"
 PATH = f"/webhooks/doopage/{TOKEN}"
@@ -75,6 +77,10 @@ poll_ms = 10
 lease_ms = 3000
 backoff_ms = 20
 max_backoff_ms = 200
+
+[console]
+# A port of its own: another service on this machine may hold the default one.
+port = {free_port()}
 """,
         encoding="utf-8",
     )
@@ -145,7 +151,17 @@ class Service:
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
     def inbox(self) -> dict[str, int]:
-        """Stored events by status, read from the SQLite inbox directly (read-only)."""
+        """Stored events by status, read from the SQLite inbox directly (read-only), or from the
+        PostgreSQL store when the settings have one."""
+        if self.settings.store is not None:
+            store = PgStore.open(self.settings.store.url.reveal())
+            try:
+                counts: dict[str, int] = {}
+                for row in store.counts():
+                    counts[row.status] = counts.get(row.status, 0) + row.count
+                return counts
+            finally:
+                store.close()
         path = inbox_path(self.settings.data_dir)
         conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)
         try:

@@ -14,7 +14,7 @@ import uvicorn
 from connector.http_limits import uvicorn_limits
 from connector.intake.app import create_app
 from connector.settings import load_settings
-from connector.threaded_server import serving
+from connector.threaded_server import free_port, serving
 
 TOKEN = "security-token-0123456789abcdef"
 KEY = "validation-key-s3cret"
@@ -29,6 +29,9 @@ data_dir = "data"
 
 [worker]
 embedded = false
+
+[console]
+port = {free_port()}  # a `serve` process's console: another service here may hold the default port
 
 [[endpoints]]
 name = "main"

@@ -3,7 +3,10 @@ records."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from msgspec.structs import replace
 
 from connector.errors import StaleFence
 from connector.store.protocols import WorkStore
@@ -241,3 +244,60 @@ def test_events_given_back_with_a_reason_are_listed_as_waiting_until_requeued_or
     again = claim(store, "w", now=5_000, companies=[1])
     store.commit_flush(fence, {}, [e.id for e in again], "1")
     assert store.failed(waiting=True) == []
+
+
+def test_figures_count_events_per_company_status_and_minute(store: WorkStore) -> None:
+    # 10 pending events, companies 1 and 2 in turn, received at 1,000 to 1,009; one unknown of company 1.
+    newest = store.newest_event_id()
+    assert store.events_by_company(0) == {1: 6, 2: 5}
+    assert store.events_by_company(0, newest) == {1: 6, 2: 5}
+    assert store.events_by_company(newest) == {}
+    assert sum(store.events_by_company(newest - 3, newest - 1).values()) == 2
+    assert store.status_by_company(["pending", "unknown", "failed"]) == {
+        1: {"pending": 5, "unknown": 1},
+        2: {"pending": 5},
+    }
+    assert [(b.company_id, b.pending, b.oldest_received_ms) for b in store.backlog("pending")] == [
+        (1, 5, 1_000),
+        (2, 5, 1_001),
+    ]
+    assert store.backlog("unrouted") == []
+    assert store.received_per_minute(0, 60_000) == {0: 11}
+    assert store.received_per_minute(1_005, 5) == {1_005: 5, 1_095: 1}
+    assert store.ids_settle_ms >= 0
+
+
+def test_figures_list_the_newest_parked_events(store: WorkStore) -> None:
+    claimed = claim(store, "w", now=0)
+    assert store.latest_failed(10) == []
+    assert store.newest_failed_by_company() == []
+    for event in claimed[:6]:  # companies 1 and 2 in turn
+        store.finish("w", [event.id], "failed", error=f"HTTP 403 #{event.id}")
+    ids = sorted(event.id for event in claimed[:6])
+    assert [f.id for f in store.latest_failed(4)] == ids[::-1][:4]
+    newest = store.newest_failed_by_company()
+    assert [(f.company_id, f.error) for f in newest] == [
+        (1, f"HTTP 403 #{ids[4]}"),
+        (2, f"HTTP 403 #{ids[5]}"),
+    ]
+    assert store.status_by_company(["failed"]) == {1: {"failed": 3}, 2: {"failed": 3}}
+
+
+@pytest.fixture
+def backfill_store(backend: Backend) -> Iterator[WorkStore]:
+    """Five imported events about three customers (1, 2 and 2, 3 and 3)."""
+    put, open_store = backend
+    put(
+        [
+            replace(record(n, status="backfill"), subject=f"customer:{subject}")
+            for n, subject in enumerate([1, 2, 2, 3, 3])
+        ]
+    )
+    opened = open_store()
+    yield opened
+    opened.close()
+
+
+def test_subjects_waiting_counts_customers_and_their_events_in_a_status(backfill_store: WorkStore) -> None:
+    assert backfill_store.subjects_waiting("backfill") == (3, 5)
+    assert backfill_store.subjects_waiting("failed") == (0, 0)

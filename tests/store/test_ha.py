@@ -67,8 +67,7 @@ def replicas(tmp_path: Path, sheets: LocalSheets) -> Iterator[Replicas]:
             folder.mkdir()
             config = write_settings(folder, sheets.url, spreadsheet_id, free_port())
             with config.open("a", encoding="utf-8") as file:
-                # Each replica its own console port: both run on this one machine.
-                file.write(f'\n[store]\nurl = "{url}"\n\n[console]\nport = {free_port()}\n')
+                file.write(f'\n[store]\nurl = "{url}"\n')  # each replica has a console port of its own
             services.append(Service(config))
         group = Replicas(services, spreadsheet_id)
         try:

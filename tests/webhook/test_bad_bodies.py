@@ -36,6 +36,7 @@ BAD_BODIES = [
     ("timestamp as a string", json.dumps({**CREATED, "timestamp": "yesterday"}).encode(), JSON, 400, ["$.timestamp"]),
     ("event_type missing", json.dumps({"company_id": 1, "data": {}}).encode(), JSON, 400, ["event_type"]),
     ("event_type not a string", json.dumps({**CREATED, "event_type": 5}).encode(), JSON, 400, ["$.event_type"]),
+    ("event_type with a NUL character", json.dumps({**CREATED, "event_type": "deal\u0000won"}).encode(), JSON, 400, ["$.event_type"]),
     ("tags not a list", json.dumps({"company_id": 1, "event_type": "tag_set", "data": {"customer": {"id": 1}, "tags": "vip"}}).encode(), JSON, 400, ["$.data.tags", "array"]),
     ("invalid UTF-8", b'{"company_id": 1, "event_type": "customer_created", "data": {"customer": {"id": 1, "name": "\xff\xfe"}}}', JSON, 400, ["UTF-8"]),
     ("100k-deep nesting", b"[" * 100_000 + b"]" * 100_000, JSON, 400, ["nested too deeply"]),
