@@ -33,6 +33,7 @@ from .a1 import (
     parse_cells,
     split_range,
 )
+from .fieldmask import Mask, apply_mask
 from .model import (
     DEFAULT_COLUMNS,
     DEFAULT_ROWS,
@@ -476,10 +477,12 @@ def spreadsheet_json(
     include_grid_data: bool = False,
     ranges: Sequence[str] = (),
     caller: str = "",
+    cell_mask: Mask | None = None,
 ) -> Json:
     """``spreadsheets.get``: the Spreadsheet resource, with grid data when asked for.
 
-    ``caller`` is who asks: it decides each protected range's ``requestingUserCanEdit``.
+    ``caller`` is who asks: it decides each protected range's ``requestingUserCanEdit``; ``cell_mask``
+    the fields each cell's CellData has (all without one; see ``fieldmask.split_at``).
     """
     wanted: dict[int, list[Bounds]] = {}
     for text in ranges:
@@ -493,7 +496,8 @@ def spreadsheet_json(
         if sheet.protections:
             entry["protectedRanges"] = [protected_range_json(sheet, p, caller) for p in sheet.protections]
         if include_grid_data:
-            entry["data"] = [_grid_data(sheet, b) for b in wanted.get(sheet.sheet_id, [Bounds()])]
+            areas = wanted.get(sheet.sheet_id, [Bounds()])
+            entry["data"] = [_grid_data(sheet, b, cell_mask) for b in areas]
         sheets.append(entry)
     return {
         "spreadsheetId": spreadsheet.spreadsheet_id,
@@ -508,7 +512,7 @@ def spreadsheet_json(
     }
 
 
-def _grid_data(sheet: Sheet, bounds: Bounds) -> Json:
+def _grid_data(sheet: Sheet, bounds: Bounds, cell_mask: Mask | None) -> Json:
     area = _closed(sheet, bounds)
     rows = sheet.read(area.start_row, area.end_row, area.start_col, area.end_col)
     row_data: list[Json] = []
@@ -516,7 +520,7 @@ def _grid_data(sheet: Sheet, bounds: Bounds) -> Json:
         end = len(row)
         while end and row[end - 1] is None:
             end -= 1
-        row_data.append({"values": [_cell_data(cell) for cell in row[:end]]} if end else {})
+        row_data.append({"values": [_cell_data(cell, cell_mask) for cell in row[:end]]} if end else {})
     while row_data and not row_data[-1]:
         row_data.pop()
     data: Json = {}
@@ -529,15 +533,28 @@ def _grid_data(sheet: Sheet, bounds: Bounds) -> Json:
     return data
 
 
-def _cell_data(cell: Cell | None) -> Json:
+def _cell_data(cell: Cell | None, mask: Mask | None) -> Json:
+    """A CellData object with the fields ``mask`` selects (all of them without one)."""
     if cell is None:
         return {}
-    # Formulas are not evaluated, so the effective value is the entered one.
+    if mask is None or "*" in mask:
+        return {name: make(cell) for name, make in _CELL_FIELDS.items()}
     return {
-        "userEnteredValue": extended_value(cell),
-        "effectiveValue": extended_value(cell),
-        "formattedValue": render(cell, "FORMATTED_VALUE"),
+        name: apply_mask(_CELL_FIELDS[name](cell), sub) for name, sub in mask.items() if name in _CELL_FIELDS
     }
+
+
+def _formatted(cell: Cell) -> str | int | float | bool:
+    return render(cell, "FORMATTED_VALUE")
+
+
+# The fields of a CellData, in Google's order. Formulas are not evaluated, so the effective value is the
+# entered one.
+_CELL_FIELDS: Final[dict[str, Callable[[Cell], Any]]] = {
+    "userEnteredValue": extended_value,
+    "effectiveValue": extended_value,
+    "formattedValue": _formatted,
+}
 
 
 # ---------------------------------------------------------------- spreadsheets: create
