@@ -9,8 +9,8 @@ from typing import Any, Final
 Mask = dict[str, "Mask | None"]
 
 
-# Where a spreadsheets.get answer holds its cells (CellData objects): built already masked, see split_at.
-CELL_PATH: Final = ("sheets", "data", "rowData", "values")
+# Where a spreadsheets.get answer holds its rows (RowData objects): built already masked, see split_at.
+ROW_PATH: Final = ("sheets", "data", "rowData")
 
 
 class FieldMaskError(ValueError):

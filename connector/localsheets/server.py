@@ -26,7 +26,7 @@ from uvicorn.config import LOGGING_CONFIG
 from . import api
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .faults import Fault, FaultSettings, error_body, request_kind
-from .fieldmask import CELL_PATH, FieldMaskError, Mask, apply_mask, parse_mask, split_at
+from .fieldmask import ROW_PATH, FieldMaskError, Mask, apply_mask, parse_mask, split_at
 from .guard import LOOPBACK_NAMES, TOKEN_PATH, RequestGuard, send_error
 from .model import SheetsError
 from .page_routes import PAGE_ROUTES
@@ -116,9 +116,9 @@ async def get_spreadsheet(
     spreadsheet = service.get(target)
     include = (request.query_params.get("includeGridData") or "").lower() == "true"
     ranges = request.query_params.getall("ranges", [])
-    # The cells are built with only the fields asked for; the mask is applied to the rest.
-    mask, cell_mask = split_at(_mask(request), CELL_PATH)
-    content = api.spreadsheet_json(spreadsheet, include, ranges, service.caller, cell_mask)
+    # The rows are built with only the fields asked for; the mask is applied to the rest.
+    mask, row_mask = split_at(_mask(request), ROW_PATH)
+    content = api.spreadsheet_json(spreadsheet, include, ranges, service.caller, row_mask)
     return _json(content if mask is None else dict(apply_mask(content, mask)))
 
 
