@@ -278,9 +278,13 @@ class DataFile:
         """Add a change to the journal, durably; whether the journal is now due to be compacted."""
         journal = self._open_journal()
         line = _ENCODER.encode(change) + b"\n"
-        journal.write(line)
-        journal.flush()
-        os.fdatasync(journal.fileno())
+        try:
+            journal.write(line)
+            journal.flush()
+            os.fdatasync(journal.fileno())
+        except BaseException:
+            self.close()  # reopened at the next write, cut back to the whole lines (a full disk, say)
+            raise
         self._journal_bytes = (self._journal_bytes or 0) + len(line)
         return self._journal_bytes > max(self._snapshot_bytes, MIN_COMPACT_BYTES)
 
@@ -293,9 +297,9 @@ class DataFile:
 
     def close(self) -> None:
         """Close the journal (nothing is lost: every line was fsynced when written)."""
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
 
     def _open_journal(self) -> BinaryIO:
         if self._journal is not None:

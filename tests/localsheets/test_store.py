@@ -140,6 +140,25 @@ def test_a_torn_last_journal_line_is_dropped_and_the_next_write_follows_the_whol
     assert _first_column(path) == ["kept", "after"]
 
 
+def test_a_write_that_could_not_be_journaled_is_refused_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "sheets.json"
+    service = _service(path)
+    _write(service, 0, "a")
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fdatasync", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            _write(service, 1, "lost")
+    assert service.get("s").sheets[0].rows == [["a"]]
+    _write(service, 1, "b")
+    assert _first_column(path) == ["a", "b"]
+
+
 def test_a_journal_older_than_the_snapshot_is_not_replayed(tmp_path: Path) -> None:
     # A crash after compaction wrote the new snapshot, before the new journal replaced the old one.
     path = tmp_path / "sheets.json"
