@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -95,52 +95,37 @@ class StoreError(Exception):
     """A data file that cannot be read."""
 
 
+# The properties a sheet and a spreadsheet have alike in memory and on disk.
+_SHEET_PROPERTIES = (
+    "sheet_id",
+    "title",
+    "row_count",
+    "column_count",
+    "frozen_rows",
+    "frozen_columns",
+    "hidden",
+)
+_SPREADSHEET_PROPERTIES = ("spreadsheet_id", "title", "locale", "time_zone")
+
+
+def _copied(source: object, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(source, name) for name in names}
+
+
 def _sheet_record(sheet: Sheet, rows: list[list[StoredCell]]) -> SheetRecord:
-    return SheetRecord(
-        sheet_id=sheet.sheet_id,
-        title=sheet.title,
-        row_count=sheet.row_count,
-        column_count=sheet.column_count,
-        frozen_rows=sheet.frozen_rows,
-        frozen_columns=sheet.frozen_columns,
-        hidden=sheet.hidden,
-        rows=rows,
-        protections=list(sheet.protections),
-    )
+    return SheetRecord(rows=rows, protections=list(sheet.protections), **_copied(sheet, _SHEET_PROPERTIES))
 
 
 def _spreadsheet_record(spreadsheet: Spreadsheet, sheets: list[SheetRecord]) -> SpreadsheetRecord:
-    return SpreadsheetRecord(
-        spreadsheet_id=spreadsheet.spreadsheet_id,
-        title=spreadsheet.title,
-        locale=spreadsheet.locale,
-        time_zone=spreadsheet.time_zone,
-        sheets=sheets,
-    )
+    return SpreadsheetRecord(sheets=sheets, **_copied(spreadsheet, _SPREADSHEET_PROPERTIES))
 
 
 def _sheet(record: SheetRecord, rows: list[list[StoredCell]]) -> Sheet:
-    return Sheet(
-        sheet_id=record.sheet_id,
-        title=record.title,
-        row_count=record.row_count,
-        column_count=record.column_count,
-        frozen_rows=record.frozen_rows,
-        frozen_columns=record.frozen_columns,
-        hidden=record.hidden,
-        rows=rows,
-        protections=record.protections,
-    )
+    return Sheet(rows=rows, protections=record.protections, **_copied(record, _SHEET_PROPERTIES))
 
 
 def _spreadsheet(record: SpreadsheetRecord, sheets: list[Sheet]) -> Spreadsheet:
-    return Spreadsheet(
-        spreadsheet_id=record.spreadsheet_id,
-        title=record.title,
-        locale=record.locale,
-        time_zone=record.time_zone,
-        sheets=sheets,
-    )
+    return Spreadsheet(sheets=sheets, **_copied(record, _SPREADSHEET_PROPERTIES))
 
 
 def to_record(spreadsheets: list[Spreadsheet], generation: int = 0) -> StateRecord:
