@@ -278,7 +278,7 @@ class DataFile:
         self.close()
         self._snapshot_bytes = save(self.path, spreadsheets, self.generation + 1)
         self.generation += 1
-        self._journal_bytes = None
+        self._start_journal()
 
     def close(self) -> None:
         """Close the journal (nothing is lost: every line was fsynced when written)."""
@@ -286,15 +286,19 @@ class DataFile:
         if journal is not None:
             journal.close()
 
+    def _start_journal(self) -> int:
+        """Replace the journal with an empty one of this generation; its size."""
+        header = _ENCODER.encode(JournalHeader(generation=self.generation)) + b"\n"
+        _replace(self.journal_path, header)
+        self._journal_bytes = len(header)
+        return self._journal_bytes
+
     def _open_journal(self) -> BinaryIO:
         if self._journal is not None:
             return self._journal
-        if self._journal_bytes is None:
-            header = _ENCODER.encode(JournalHeader(generation=self.generation)) + b"\n"
-            _replace(self.journal_path, header)
-            self._journal_bytes = len(header)
+        size = self._start_journal() if self._journal_bytes is None else self._journal_bytes
         journal = self.journal_path.open("r+b")
-        journal.truncate(self._journal_bytes)  # a torn last line goes
-        journal.seek(self._journal_bytes)
+        journal.truncate(size)  # a torn last line goes
+        journal.seek(size)
         self._journal = journal
         return journal

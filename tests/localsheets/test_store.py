@@ -121,7 +121,9 @@ def test_writes_go_to_the_journal_and_a_clean_stop_compacts_it_into_the_snapshot
     assert len(path.with_name("sheets.json.journal").read_bytes().splitlines()) == 3  # header + 2 writes
     assert _first_column(path) == ["a", "b"]
     service.close()
-    path.with_name("sheets.json.journal").unlink()  # the snapshot alone now holds both writes
+    journal = path.with_name("sheets.json.journal")
+    assert journal.read_bytes().count(b"\n") == 1  # a new journal: its header only
+    journal.unlink()  # the snapshot alone now holds both writes
     assert _first_column(path) == ["a", "b"]
 
 
