@@ -51,6 +51,7 @@ from loadgen import SendResult, created_event, run_load, send_each, wait_answeri
 from servicekit import (
     PATH,
     TomlValue,
+    any_pending,
     column,
     inbox_counts,
     local_sheets,
@@ -246,23 +247,26 @@ def wait_exact(
     sheets: LocalSheets, data_dir: Path, since: float, timeout: float, poll_seconds: float
 ) -> tuple[float | None, int, int]:
     """Wait until the Customers worksheet holds exactly one row per stored event (each a customer of
-    its own), every stored event settled; the seconds from ``since`` (perf_counter) to the read that
-    showed it (None: not within ``timeout``), the stored events and the rows last seen.
+    its own), every stored event settled; the seconds from ``since`` (perf_counter) to the look at the
+    inbox that showed nothing pending, when the read that followed found the sheet exact (None: not
+    within ``timeout``), the stored events and the rows last seen.
 
-    The inbox is polled until nothing is pending, and only then the (large) sheet read, so the polls do
-    not slow the worker down. Acknowledged events are among the stored ones (some more may have been
-    stored with their answer still on the way when the load stopped)."""
+    The inbox is polled (one index lookup) until nothing is pending, and only then the (large) sheet
+    read, so the polls do not slow the worker down. An event is marked done only after its rows were
+    written, so when nothing is pending the sheet already holds every row; the read confirms it.
+    Acknowledged events are among the stored ones (some more may have been stored with their answer
+    still on the way when the load stopped)."""
     expected: set[int] | None = None
     rows: list[int] = []
     while time.perf_counter() < since + timeout:
-        if not inbox_counts(data_dir).get("pending"):
+        if not any_pending(data_dir):
+            settled = time.perf_counter()
             if expected is None:
                 stored = [json.loads(body)["data"]["customer"]["id"] for body in stored_bodies(data_dir)]
                 expected = set(customer_ids(stored))
             rows = customer_ids(column(sheets, SPREADSHEET, "Customers", "Customer ID"))
-            at = time.perf_counter()
             if len(rows) == len(expected) and set(rows) == expected:
-                return at - since, len(expected), len(rows)
+                return settled - since, len(expected), len(rows)
         time.sleep(poll_seconds)
     return None, len(expected or ()), len(rows)
 

@@ -4,7 +4,7 @@
   everything else the service's defaults unless a table is given (``sheets={...}``, ``worker={...}``);
 * :func:`start_service`: ``doopage-sheets serve`` (or ``worker``) as a process, its log in a file,
   waited for until ``/readyz`` answers;
-* :func:`inbox_counts` and :func:`stored_bodies`: the SQLite inbox, read-only;
+* :func:`inbox_counts`, :func:`any_pending` and :func:`stored_bodies`: the SQLite inbox, read-only;
 * :func:`column`: one column of a worksheet, through the local Sheets server's admin route;
 * :func:`worker_child`: the sheet worker child process of a ``serve`` (Linux /proc).
 
@@ -133,6 +133,17 @@ def inbox_counts(data_dir: Path) -> dict[str, int]:
     conn = _read_only(data_dir)
     try:
         return dict(conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status").fetchall())
+    finally:
+        conn.close()
+
+
+def any_pending(data_dir: Path) -> bool:
+    """Whether a stored event still waits for the worker: one index lookup, cheap however many events
+    the inbox holds (counting them all, as inbox_counts does, takes a while in a large inbox)."""
+    conn = _read_only(data_dir)
+    try:
+        (found,) = conn.execute("SELECT EXISTS (SELECT 1 FROM events WHERE status = 'pending')").fetchone()
+        return bool(found)
     finally:
         conn.close()
 

@@ -248,3 +248,4 @@ def local_sheets(
     make_server(service, log_level=log_level, access_log=log_level == "debug", hosts=hosts).run(
         sockets=[sock]
     )
+    service.close()  # its journal compacted into the data file

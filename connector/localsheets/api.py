@@ -23,6 +23,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
+import msgspec
+
 from .a1 import (
     Area,
     Bounds,
@@ -33,6 +35,7 @@ from .a1 import (
     parse_cells,
     split_range,
 )
+from .fieldmask import Mask, apply_mask
 from .model import (
     DEFAULT_COLUMNS,
     DEFAULT_ROWS,
@@ -476,10 +479,13 @@ def spreadsheet_json(
     include_grid_data: bool = False,
     ranges: Sequence[str] = (),
     caller: str = "",
+    row_mask: Mask | None = None,
 ) -> Json:
     """``spreadsheets.get``: the Spreadsheet resource, with grid data when asked for.
 
-    ``caller`` is who asks: it decides each protected range's ``requestingUserCanEdit``.
+    ``caller`` is who asks: it decides each protected range's ``requestingUserCanEdit``; ``row_mask``
+    the fields each RowData has (all without one; see ``fieldmask.split_at``). Rows come encoded
+    (``msgspec.Raw``).
     """
     wanted: dict[int, list[Bounds]] = {}
     for text in ranges:
@@ -493,7 +499,8 @@ def spreadsheet_json(
         if sheet.protections:
             entry["protectedRanges"] = [protected_range_json(sheet, p, caller) for p in sheet.protections]
         if include_grid_data:
-            entry["data"] = [_grid_data(sheet, b) for b in wanted.get(sheet.sheet_id, [Bounds()])]
+            areas = wanted.get(sheet.sheet_id, [Bounds()])
+            entry["data"] = [_grid_data(sheet, b, row_mask) for b in areas]
         sheets.append(entry)
     return {
         "spreadsheetId": spreadsheet.spreadsheet_id,
@@ -508,16 +515,25 @@ def spreadsheet_json(
     }
 
 
-def _grid_data(sheet: Sheet, bounds: Bounds) -> Json:
+def _grid_data(sheet: Sheet, bounds: Bounds, row_mask: Mask | None) -> Json:
     area = _closed(sheet, bounds)
-    rows = sheet.read(area.start_row, area.end_row, area.start_col, area.end_col)
-    row_data: list[Json] = []
-    for row in rows:
-        end = len(row)
-        while end and row[end - 1] is None:
+    values, cell_mask = _row_fields(row_mask)
+    fields = _cell_fields(cell_mask)
+    # Each RowData is encoded as soon as it is built: a sheet's worth of row and cell objects kept alive
+    # until the whole answer is encoded would cost the garbage collector more than building them does.
+    row_data: list[msgspec.Raw] = []
+    for row in sheet.rows[area.start_row : area.end_row]:
+        cells = row[area.start_col : area.end_col]
+        end = len(cells)
+        while end and cells[end - 1] is None:
             end -= 1
-        row_data.append({"values": [_cell_data(cell) for cell in row[:end]]} if end else {})
-    while row_data and not row_data[-1]:
+        if end and values:
+            row_data.append(
+                msgspec.Raw(_ENCODER.encode({"values": [_cell_data(c, fields) for c in cells[:end]]}))
+            )
+        else:
+            row_data.append(_EMPTY_ROW if end else _NO_DATA)
+    while row_data and row_data[-1] is _NO_DATA:
         row_data.pop()
     data: Json = {}
     if area.start_row:
@@ -529,15 +545,45 @@ def _grid_data(sheet: Sheet, bounds: Bounds) -> Json:
     return data
 
 
-def _cell_data(cell: Cell | None) -> Json:
+def _row_fields(mask: Mask | None) -> tuple[bool, Mask | None]:
+    """Whether a RowData mask keeps the cells, and the mask for each cell (None: every field)."""
+    if mask is None or "*" in mask:
+        return True, None
+    return "values" in mask, mask.get("values")
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+CellFields = list[tuple[str, Callable[[Cell], Any], Mask | None]]
+# A row of an answer without cells, and one without data (dropped from the end, as Google does).
+_EMPTY_ROW: Final = msgspec.Raw(b"{}")
+_NO_DATA: Final = msgspec.Raw(b"{}")
+
+
+def _cell_data(cell: Cell | None, fields: CellFields) -> Json:
+    """A CellData object with these fields."""
     if cell is None:
         return {}
-    # Formulas are not evaluated, so the effective value is the entered one.
-    return {
-        "userEnteredValue": extended_value(cell),
-        "effectiveValue": extended_value(cell),
-        "formattedValue": render(cell, "FORMATTED_VALUE"),
-    }
+    return {name: make(cell) if sub is None else apply_mask(make(cell), sub) for name, make, sub in fields}
+
+
+def _cell_fields(mask: Mask | None) -> CellFields:
+    """The fields of CellData a mask selects: each name, what makes it from a cell, and its own mask."""
+    if mask is None or "*" in mask:
+        return [(name, make, None) for name, make in _CELL_FIELDS.items()]
+    return [(name, _CELL_FIELDS[name], sub) for name, sub in mask.items() if name in _CELL_FIELDS]
+
+
+def _formatted(cell: Cell) -> str | int | float | bool:
+    return render(cell, "FORMATTED_VALUE")
+
+
+# The fields of a CellData, in Google's order. Formulas are not evaluated, so the effective value is the
+# entered one.
+_CELL_FIELDS: Final[dict[str, Callable[[Cell], Any]]] = {
+    "userEnteredValue": extended_value,
+    "effectiveValue": extended_value,
+    "formattedValue": _formatted,
+}
 
 
 # ---------------------------------------------------------------- spreadsheets: create

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final
 
 # A parsed mask: field name -> sub-mask, where None selects the whole value.
 Mask = dict[str, "Mask | None"]
+
+
+# Where a spreadsheets.get answer holds its rows (RowData objects): built already masked, see split_at.
+ROW_PATH: Final = ("sheets", "data", "rowData")
 
 
 class FieldMaskError(ValueError):
@@ -73,3 +78,16 @@ def apply_mask(value: Any, mask: Mask | None) -> Any:
     if isinstance(value, dict):
         return {key: apply_mask(value[key], sub) for key, sub in mask.items() if key in value}
     return value
+
+
+def split_at(mask: Mask | None, path: Sequence[str]) -> tuple[Mask | None, Mask | None]:
+    """Split ``mask`` at ``path``: the mask with everything under ``path`` kept whole, and the mask for
+    each value found there (None: all of it). For answers whose values at ``path`` (a great many cells)
+    are built already masked, so that the mask is not walked over every one of them again."""
+    if mask is None or "*" in mask or path[0] not in mask:
+        return mask, None
+    head, rest = path[0], path[1:]
+    if not rest:
+        return {**mask, head: None}, mask[head]
+    outer, inner = split_at(mask[head], rest)
+    return {**mask, head: outer}, inner

@@ -26,7 +26,7 @@ from uvicorn.config import LOGGING_CONFIG
 from . import api
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .faults import Fault, FaultSettings, error_body, request_kind
-from .fieldmask import FieldMaskError, apply_mask, parse_mask
+from .fieldmask import ROW_PATH, FieldMaskError, Mask, apply_mask, parse_mask, split_at
 from .guard import LOOPBACK_NAMES, TOKEN_PATH, RequestGuard, send_error
 from .model import SheetsError
 from .page_routes import PAGE_ROUTES
@@ -82,14 +82,20 @@ def _params(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {key: request.query_params.get(key) for key in request.query_params}
 
 
-def _masked(request: Request[Any, Any, Any], content: dict[str, Any]) -> dict[str, Any]:
+def _mask(request: Request[Any, Any, Any]) -> Mask | None:
+    """The request's ``fields`` mask (None: every field)."""
     fields = request.query_params.get("fields")
     if not fields:
-        return content
+        return None
     try:
-        return dict(apply_mask(content, parse_mask(fields)))
+        return parse_mask(fields)
     except FieldMaskError:
         raise SheetsError(400, f"Request contains an invalid argument: fields={fields!r}") from None
+
+
+def _masked(request: Request[Any, Any, Any], content: dict[str, Any]) -> dict[str, Any]:
+    mask = _mask(request)
+    return content if mask is None else dict(apply_mask(content, mask))
 
 
 # ---------------------------------------------------------------- Sheets API routes
@@ -110,8 +116,10 @@ async def get_spreadsheet(
     spreadsheet = service.get(target)
     include = (request.query_params.get("includeGridData") or "").lower() == "true"
     ranges = request.query_params.getall("ranges", [])
-    content = api.spreadsheet_json(spreadsheet, include, ranges, service.caller)
-    return _json(_masked(request, content))
+    # The rows are built with only the fields asked for; the mask is applied to the rest.
+    mask, row_mask = split_at(_mask(request), ROW_PATH)
+    content = api.spreadsheet_json(spreadsheet, include, ranges, service.caller, row_mask)
+    return _json(content if mask is None else dict(apply_mask(content, mask)))
 
 
 @post("/v4/spreadsheets/{target:str}", status_code=200, operation_id="spreadsheets.batchUpdate")

@@ -1,7 +1,9 @@
 """The local server's state: spreadsheets, request counts and fault settings, with commit and persistence.
 
-Every change runs against a fork of the spreadsheet and replaces the original only when it succeeds, then
-the data file (if any) is saved before the answer goes out, so an answered write survives a restart.
+Every change runs against a fork of the spreadsheet (cheap: it shares the row lists, see ``model``) and
+replaces the original only when it succeeds. With a data file, an API write is journaled (fsynced) before
+the answer goes out, so an answered write survives a crash; admin changes and compaction write the whole
+snapshot (see ``store``).
 All methods run on the server's event loop thread; nothing here is shared across threads.
 """
 
@@ -79,7 +81,6 @@ class LocalSheetsService:
         strict: bool = False,
         admin_secret: str | None = None,
     ) -> None:
-        self.data_path = data_path
         # Needed by the admin routes (see guard); made here unless the starting process chose one.
         self.admin_secret = admin_secret or secrets.token_urlsafe(32)
         self.strict = strict
@@ -89,7 +90,8 @@ class LocalSheetsService:
         self.faults = FaultState()
         self.quota = QuotaState()
         self.auth = AuthSettings()
-        loaded = store.load(data_path) if data_path is not None else []
+        self.data = store.DataFile(data_path) if data_path is not None else None
+        loaded = self.data.load() if self.data is not None else []
         self.spreadsheets: dict[str, Spreadsheet] = {s.spreadsheet_id: s for s in loaded}
 
     # ------------------------------------------------------------ API side
@@ -102,14 +104,16 @@ class LocalSheetsService:
         return found
 
     def mutate(self, spreadsheet_id: str, change: Callable[[Spreadsheet], T]) -> T:
-        """Apply a change to a fork of the spreadsheet; commit and save only if it succeeds."""
+        """Apply a change to a fork of the spreadsheet; journal and commit it only if it succeeds."""
         original = self.get(spreadsheet_id)
         work = original.fork()
         result = change(work)
         if self.strict:
             check_change(original, work, self.caller)
+        compact = self.data is not None and self.data.append(store.change_of(original, work))
         self.spreadsheets[spreadsheet_id] = work
-        self.persist()
+        if compact:
+            self.persist()
         return result
 
     def create(self, body: dict[str, Any]) -> Spreadsheet:
@@ -128,9 +132,15 @@ class LocalSheetsService:
                 return candidate
 
     def persist(self) -> None:
-        """Save every spreadsheet to the data file, when there is one."""
-        if self.data_path is not None:
-            store.save(self.data_path, list(self.spreadsheets.values()))
+        """Save every spreadsheet to a new snapshot of the data file (and start its journal afresh)."""
+        if self.data is not None:
+            self.data.save(list(self.spreadsheets.values()))
+
+    def close(self) -> None:
+        """Compact the journal into the data file; call it once the server has stopped."""
+        if self.data is not None:
+            self.persist()
+            self.data.close()
 
     # ------------------------------------------------------------ admin side
 

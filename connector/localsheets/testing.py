@@ -211,6 +211,7 @@ def local_sheets_thread(
                 yield handle
             finally:
                 handle.close()
+        service.close()
     finally:
         sock.close()
 

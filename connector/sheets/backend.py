@@ -103,6 +103,7 @@ def sheets_backend(settings: Settings, environ: Mapping[str, str] | None = None)
             )
             sheets = msgspec.structs.replace(settings.sheets, api_root=url)
             yield msgspec.structs.replace(settings, sheets=sheets)
+        service.close()  # the server has stopped: its journal is compacted into the data file
     finally:
         sock.close()
 

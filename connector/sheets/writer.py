@@ -201,8 +201,12 @@ class SheetWriter:
 
     def ready_in(self) -> float:
         """Seconds until a flush (a read, then a write) could go without waiting for the request budget
-        (0.0: now); after a 429 that is the rest of the quota window."""
-        return max(self._limiter.ready_in("read"), self._limiter.ready_in("write"))
+        (0.0: now); after a 429 that is the rest of the quota window. A write only the smoothing
+        interval away does not count: the read and the planning come first and take about as long."""
+        limits = self._settings.rate_limit
+        spacing = limits.window_seconds / limits.writes_per_minute if limits.smooth else 0.0
+        write = self._limiter.ready_in("write")
+        return max(self._limiter.ready_in("read"), 0.0 if write <= spacing else write)
 
     def budget(self) -> list[BudgetState]:
         """The request budgets of this writer's credential as they stand (cut by 429s)."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import msgspec
 import pytest
 
 from connector.localsheets import api
-from connector.localsheets.fieldmask import FieldMaskError, apply_mask, parse_mask
+from connector.localsheets.fieldmask import ROW_PATH, FieldMaskError, apply_mask, parse_mask, split_at
 from connector.localsheets.model import SheetsError
 from connector.localsheets.service import LocalSheetsService, SheetSpec, SpreadsheetSpec
+from connector.sheets.snapshot import GRID_FIELDS
 
 
 @pytest.fixture
@@ -212,3 +214,45 @@ def test_field_masks_select_nested_fields(mask: str, expected: dict[str, Any]) -
 def test_malformed_field_masks_are_refused(mask: str) -> None:
     with pytest.raises(FieldMaskError):
         parse_mask(mask)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        GRID_FIELDS,
+        "sheets(data(rowData(values(effectiveValue(numberValue)))))",
+        "sheets(data(startRow,rowData(values(formattedValue,userEnteredValue))))",
+        "sheets.data.rowData",
+        "sheets(data(rowData(values(*))))",
+        "sheets.properties.title",
+        "spreadsheetId,sheets",
+        "*",
+    ],
+)
+def test_cells_built_already_masked_answer_as_the_whole_mask_would(
+    service: LocalSheetsService, mask: str
+) -> None:
+    _batch(
+        service,
+        {
+            "updateCells": {
+                "rows": [{"values": [{"userEnteredValue": {"formulaValue": "=1"}}, {}, _number(2.5)]}],
+                "fields": "userEnteredValue",
+                "start": {"sheetId": 7, "rowIndex": 2, "columnIndex": 0},
+            }
+        },
+    )
+    spreadsheet = service.get("s")
+    outer, rows = split_at(parse_mask(mask), ROW_PATH)
+    built = api.spreadsheet_json(spreadsheet, True, ["Data!A1:C5"], row_mask=rows)
+    whole = _plain(api.spreadsheet_json(spreadsheet, True, ["Data!A1:C5"]))
+    assert _plain(built if outer is None else apply_mask(built, outer)) == apply_mask(whole, parse_mask(mask))
+
+
+def _plain(answer: dict[str, Any]) -> Any:
+    """An answer as its JSON reads (rows come encoded already)."""
+    return msgspec.json.decode(msgspec.json.encode(answer))
+
+
+def _number(value: float) -> dict[str, Any]:
+    return {"userEnteredValue": {"numberValue": value}}

@@ -180,3 +180,14 @@ def test_a_flush_is_not_due_while_writes_wait_for_the_quota_window() -> None:
     assert writer.ready_in() == 0.0
     limiter.throttled("write")  # a 429 to a write: nothing more is written for a minute
     assert 59 < writer.ready_in() <= 60
+
+
+def test_a_flush_may_start_while_its_write_is_only_the_smoothing_interval_away() -> None:
+    settings = SheetsSettings(api_root="http://127.0.0.1:9")
+    limiter = RateLimiter(settings.rate_limit)
+    writer = SheetWriter(connect(settings, environ={}), settings, limiter=limiter)
+    limiter.acquire("write")  # the last write of a flush: the next may go 1.2 s later (50 a minute)
+    assert 0 < limiter.ready_in("write") <= 1.2
+    assert writer.ready_in() == 0.0  # its read and planning come first
+    limiter.acquire("read")
+    assert 0 < writer.ready_in() <= 1.2  # but a read goes only when its own budget lets it

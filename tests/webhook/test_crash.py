@@ -37,7 +37,10 @@ def event_body(n: int) -> bytes:
 
 
 def test_kill_9_loses_no_acknowledged_event(tmp_path):
-    service = Service(write_config(tmp_path, extra=f"port = {free_port()}"))
+    # A console port of its own too: the default one may be taken by another service on this machine.
+    service = Service(
+        write_config(tmp_path, extra=f"port = {free_port()}\n\n[console]\nport = {free_port()}")
+    )
     acknowledged: list[bytes] = []
     lock = threading.Lock()
     stop = threading.Event()
