@@ -161,11 +161,13 @@ class LocalSheets:
         return bool(self._call("GET", "/_admin/strict")["strict"])
 
     def set_quota(self, **settings: Any) -> None:
-        """Per-window quotas (``reads_per_window``, ``writes_per_window``, ``window_seconds``); none: off."""
+        """Per-window quotas: ``reads_per_window`` and ``writes_per_window`` per caller,
+        ``project_reads_per_window`` and ``project_writes_per_window`` for all callers together,
+        ``window_seconds``; none: off."""
         self._call("PUT", "/_admin/quota", settings)
 
     def quota(self) -> dict[str, Any]:
-        """The quotas in force and the requests refused over them."""
+        """The quotas in force and the requests refused over them (``refused_by_caller``: per caller)."""
         return dict(self._call("GET", "/_admin/quota"))
 
     def set_auth(self, **settings: Any) -> None:

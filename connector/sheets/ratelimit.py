@@ -126,6 +126,7 @@ class BudgetState(msgspec.Struct, frozen=True):
     window_seconds: float
     throttled: int
     last_throttled_unix: float | None
+    credential: str = ""  # whose budget (a service account's client_email), when the writer says
 
 
 class _Budget:
