@@ -162,7 +162,14 @@ def _print_budget(console: Console, settings: Settings) -> None:
     saved_unix, budgets = saved
     table = Table(title=f"Sheets request budget (saved {format_ms(int(saved_unix * 1000))})")
     pooled = len({budget.credential for budget in budgets}) > 1  # one budget per credential of a pool
-    for column in ("kind", "budget now", "ceiling", "window", "429s", "last 429"):
+    for column in (
+        "credential, kind" if pooled else "kind",
+        "budget now",
+        "ceiling",
+        "window",
+        "429s",
+        "last 429",
+    ):
         table.add_column(column)
     for budget in budgets:
         last = budget.last_throttled_unix

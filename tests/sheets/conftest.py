@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,18 +75,29 @@ def make_writer(server: LocalSheets, sleeps: Sleeps) -> WriterFactory:
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 
 
-def write_service_account(path: Path, token_uri: str = GOOGLE_TOKEN_URI, key_id: str = "1") -> Path:
-    """Write a well-formed service-account JSON file with a freshly generated key to ``path``."""
+@functools.cache
+def _private_key_pem() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+def write_service_account(
+    path: Path,
+    token_uri: str = GOOGLE_TOKEN_URI,
+    key_id: str = "1",
+    client_email: str = "writer@test.iam.gserviceaccount.com",
+) -> Path:
+    """Write a well-formed service-account JSON file to ``path`` (its key made once per test session: the
+    local token endpoint checks no signature, it knows a key by ``key_id``)."""
+    pem = _private_key_pem()
     info = {
         "type": "service_account",
         "project_id": "test",
         "private_key_id": key_id,
         "private_key": pem,
-        "client_email": "writer@test.iam.gserviceaccount.com",
+        "client_email": client_email,
         "client_id": "1",
         "token_uri": token_uri,
     }
