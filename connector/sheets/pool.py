@@ -80,6 +80,7 @@ class CredentialPool:
             raise ValueError("a credential pool needs at least one credential")
         self.members = tuple(members)
         self._keys = [member.email for member in self.members]
+        self._chosen: dict[str, int] = {}  # spreadsheet -> member index: the hash, computed once
 
     @classmethod
     def of(
@@ -113,7 +114,10 @@ class CredentialPool:
             if member is None:
                 raise PermanentSheetsError(spreadsheet_id, self._unknown(pin))
             return member
-        return self.members[choose(spreadsheet_id, self._keys)]
+        index = self._chosen.get(spreadsheet_id)
+        if index is None:
+            index = self._chosen[spreadsheet_id] = choose(spreadsheet_id, self._keys)
+        return self.members[index]
 
     def describe(self, spreadsheet_id: str, pin: str | None = None) -> str:
         """Which credential writes this spreadsheet, and why, for people."""

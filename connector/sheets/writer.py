@@ -224,6 +224,14 @@ class SheetWriter:
             return 0.0  # a pin naming no credential: the flush itself fails at once and says why
         return _ready_in(member.limiter)
 
+    def credential_of(self, spreadsheet_id: str, pin: str | None = None) -> str:
+        """The client_email of the credential that writes this spreadsheet ("" for a pin naming none:
+        its flush fails at once and says why)."""
+        try:
+            return self.pool.member_for(spreadsheet_id, pin).email
+        except PermanentSheetsError:
+            return ""
+
     def budget(self) -> list[BudgetState]:
         """The request budgets of every credential as they stand (cut by 429s), each naming its own."""
         return [

@@ -200,10 +200,16 @@ class Worker:
             return report  # no credential has budget for a flush now
         router = self.router  # one mapping for the whole pass, even if a reload replaces it meanwhile
         due = self.due(report, router)
+        spent: set[str] = set()  # credentials found out of budget in this pass: not asked again
         for spreadsheet_id, companies in due:
             if stop is not None and stop.is_set():
                 break
-            if self.writer.ready_in(spreadsheet_id, router.pin(spreadsheet_id)) > 0:
+            pin = router.pin(spreadsheet_id)
+            credential = self.writer.credential_of(spreadsheet_id, pin)
+            if credential in spent:
+                continue
+            if self.writer.ready_in(spreadsheet_id, pin) > 0:
+                spent.add(credential)
                 continue
             fence = self.store.take_lock(spreadsheet_id, self.owner, self.settings.lease_ms)
             if fence is None:
