@@ -13,6 +13,7 @@ import pytest
 
 from connector.errors import ConfigError
 from connector.localsheets.testing import LocalSheets
+from connector.mapping_watch import MappingWatcher
 from connector.settings import Settings, load_settings
 from connector.sheets.pool import choose
 from connector.store import open_work_store
@@ -108,3 +109,21 @@ def test_a_pin_to_a_credential_not_in_the_pool_stops_the_start(tmp_path, local_s
     assert caught.value.file == str(tmp_path / "mapping.toml")
     assert caught.value.path == "companies[1].credential"
     assert "'sa-7.json' is not one of sheets.credentials" in caught.value.reason
+
+
+def test_a_mapping_file_changed_to_pin_an_unknown_credential_is_refused_while_running(tmp_path, local_sheets):
+    settings, emails, (first, _) = two_company_settings(tmp_path, local_sheets, pin="sa-1.json")
+    thread = WorkerThread(settings)
+    watcher = MappingWatcher(settings, thread.mapping, check=thread.writer.pool.check_pins)
+    path = tmp_path / "mapping.toml"
+    path.write_text(path.read_text().replace('credential = "sa-1.json"', 'credential = "nobody@x.iam"'))
+    assert watcher.check() is None  # refused: the previous mapping stays in use
+    assert watcher.error is not None
+    assert (
+        "companies[1].credential: credential 'nobody@x.iam' is not one of sheets.credentials" in watcher.error
+    )
+    path.write_text(path.read_text().replace('credential = "nobody@x.iam"', f'credential = "{emails[0]}"'))
+    changed = watcher.check()
+    assert changed is not None
+    assert Router.from_mapping(changed).pin(first) is None  # company 1 unpinned: by hash, as before
+    assert watcher.error is None
