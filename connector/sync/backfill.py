@@ -626,8 +626,10 @@ def write_backfill(
     """
     if not 1 <= rows_per_write <= MAX_ROWS_PER_WRITE:
         raise ValueError(f"rows_per_write must be within 1..{MAX_ROWS_PER_WRITE}")
-    sheet_writer = writer or _MeasuringWriter.from_settings(settings.sheets, source=settings.source)
-    sheet_writer.pool.check_pins(mapping)
+    sheet_writer = writer
+    if sheet_writer is None:
+        sheet_writer = _MeasuringWriter.from_settings(settings.sheets, source=settings.source)
+        sheet_writer.pool.check_pins(mapping)
     pass_rows = rows_per_write
     totals = WriteTotals()
     started = time.monotonic()
