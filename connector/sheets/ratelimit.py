@@ -148,9 +148,11 @@ class RateLimiter:
         self,
         settings: RateLimitSettings,
         *,
+        credential: str = "",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._credential = credential  # whose budget: the label of its metrics
         self._smooth = settings.smooth
         self._window_seconds = settings.window_seconds
         self._lock = threading.Lock()
@@ -159,7 +161,7 @@ class RateLimiter:
             window = SlidingWindow(
                 limit, settings.window_seconds, min_interval=self._spacing(limit), clock=clock, sleep=sleep
             )
-            metrics.SHEETS_BUDGET.labels(kind).set(limit)
+            metrics.SHEETS_BUDGET.labels(kind, credential).set(limit)
             return _Budget(kind, limit, window)
 
         self._budgets: dict[RequestKind, _Budget] = {
@@ -210,12 +212,12 @@ class RateLimiter:
                 # Google did not say when: its per-minute quota refills within a window. (A Retry-After
                 # is waited for by the retry policy itself.)
                 state.window.pause(self._window_seconds)
-        metrics.SHEETS_THROTTLED.labels(kind).inc()
+        metrics.SHEETS_THROTTLED.labels(kind, self._credential).inc()
 
     def _set(self, state: _Budget, budget: float) -> None:
         state.budget = budget
         state.window.set_limit(int(budget), self._spacing(budget))
-        metrics.SHEETS_BUDGET.labels(state.kind).set(budget)
+        metrics.SHEETS_BUDGET.labels(state.kind, self._credential).set(budget)
 
     def state(self) -> list[BudgetState]:
         """Both budgets as they stand now."""
@@ -249,5 +251,5 @@ def shared_limiter(credential_id: str, settings: RateLimitSettings) -> RateLimit
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:
-            limiter = _shared[key] = RateLimiter(settings)
+            limiter = _shared[key] = RateLimiter(settings, credential=credential_id)
         return limiter

@@ -55,7 +55,7 @@ class PgBudget(RateLimiter):
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(settings)
+        super().__init__(settings, credential=credential)
         self._pool = open_pool(conninfo, 1, "doopage-sheets-budget")
         self._credential = credential
         self._limits: dict[RequestKind, int] = {

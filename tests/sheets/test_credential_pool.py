@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector import metrics
 from connector.errors import ConfigError
 from connector.localsheets.testing import LocalSheets
 from connector.settings import parse_settings
@@ -274,6 +275,9 @@ def test_each_credential_spends_its_own_budget_and_the_server_counts_each_caller
     assert len(server.sheet_values(second, "People")) == 3
     states = {(state.credential, state.kind): state for state in writer.budget()}
     assert set(states) == {(email, kind) for email in emails for kind in ("read", "write")}
+    for email in emails:  # the budget metric too is one per credential
+        labels = {"kind": "write", "credential": email}
+        assert metrics.WORKER_REGISTRY.get_sample_value("doopage_sheets_budget_per_minute", labels) == 2
 
 
 def test_the_project_quota_is_shared_by_every_caller(server: LocalSheets, tmp_path: Path) -> None:
