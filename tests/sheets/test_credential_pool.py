@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from connector import metrics
 from connector.errors import ConfigError
 from connector.localsheets.testing import LocalSheets
+from connector.reload import mapping_changes
 from connector.settings import parse_settings
 from connector.sheets import RateLimitSettings, SheetsSettings, SheetWriter
 from connector.sheets.client import connect_all
@@ -218,6 +219,16 @@ def test_companies_sharing_a_spreadsheet_cannot_pin_different_credentials() -> N
     assert caught.value.path == "companies[1].credential"
     assert f"already pinned to credential {pins[0]!r} by companies[0]" in caught.value.reason
     assert parse_mapping(text.replace(pins[1], pins[0]), "m.toml").pins() == {"shared": pins[0]}
+
+
+def test_a_reload_that_changes_a_pin_says_so_and_forgets_what_the_writer_knew_of_the_spreadsheet() -> None:
+    before = parse_mapping(mapping_text((1, "s1", None), (2, "s2", None)), "m.toml")
+    after = parse_mapping(mapping_text((1, "s1", "sa-1.json"), (2, "s2", None)), "m.toml")
+    lines, touched = mapping_changes(before, after)
+    assert lines == [
+        "company 1: its spreadsheet is now written with credential sa-1.json (was chosen by the pool)"
+    ]
+    assert touched == {"s1"}
 
 
 # ---------------------------------------------------------------- one budget per credential, for real
