@@ -31,6 +31,7 @@ from connector.settings import Settings, load_settings
 from connector.store.sqlite_schema import inbox_path
 from connector.sync.mapping import load_mapping, rows_for
 from connector.sync.state import EntityState, Envelope, fold_batch
+from connector.threaded_server import free_port
 
 TOKEN = "e2e-test-token-0123456789abcdef"
 PATH = f"/webhooks/doopage/{TOKEN}"
@@ -75,6 +76,9 @@ poll_ms = 10
 lease_ms = 3000
 backoff_ms = 20
 max_backoff_ms = 200
+
+[console]
+port = {free_port()}
 """,
         encoding="utf-8",
     )

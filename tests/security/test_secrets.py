@@ -33,6 +33,9 @@ name = "main"
 token = "env:TEST_DOOPAGE_TOKEN"
 validation_key = "env:TEST_DOOPAGE_KEY"
 basic_auth = {{ username = "doopage", password = "file:password.txt" }}
+
+[console]
+port = {console_port}
 """
 
 
@@ -41,7 +44,7 @@ def exercise_service(tmp_path, fmt: str) -> str:
     port = free_port()
     (tmp_path / "password.txt").write_text(PASSWORD + "\n")
     config = tmp_path / "settings.toml"
-    config.write_text(CONFIG.format(port=port, fmt=fmt))
+    config.write_text(CONFIG.format(port=port, fmt=fmt, console_port=free_port()))
     env = {"TEST_DOOPAGE_TOKEN": TOKEN, "TEST_DOOPAGE_KEY": KEY, "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen(
         [sys.executable, "-m", "connector", "serve", "--config", str(config)],

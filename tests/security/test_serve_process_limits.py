@@ -30,7 +30,9 @@ def serve_process(
     """`serve` (no worker) with these `[server]` lines, answering /healthz; yields it and its port."""
     port = free_port()
     config = folder / "settings.toml"
-    config.write_text(settings_text(server_extra=f"port = {port}\n{server}"))
+    config.write_text(
+        settings_text(server_extra=f"port = {port}\n{server}") + f"\n[console]\nport = {free_port()}\n"
+    )
     command = [sys.executable, "-m", "connector", "serve", "--config", str(config)]
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL, preexec_fn=preexec_fn)
     try:

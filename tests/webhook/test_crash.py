@@ -37,7 +37,9 @@ def event_body(n: int) -> bytes:
 
 
 def test_kill_9_loses_no_acknowledged_event(tmp_path):
-    service = Service(write_config(tmp_path, extra=f"port = {free_port()}"))
+    config = write_config(tmp_path, extra=f"port = {free_port()}")
+    config.write_text(config.read_text() + f"\n[console]\nport = {free_port()}\n")  # not the shared 8081
+    service = Service(config)
     acknowledged: list[bytes] = []
     lock = threading.Lock()
     stop = threading.Event()
