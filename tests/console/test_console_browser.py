@@ -39,9 +39,9 @@ def browser() -> Iterator[webdriver.Chrome]:
 @pytest.fixture
 def service(tmp_path: Path, local_sheets: LocalSheets) -> Iterator[Service]:
     """`serve` with the shipped mapping pointed at a spreadsheet id that does not exist, console on."""
-    config = write_settings(tmp_path, local_sheets.url, WRONG_ID, free_port())
-    with config.open("a", encoding="utf-8") as settings:
-        settings.write(f"\n[console]\nport = {free_port()}\n")
+    config = write_settings(
+        tmp_path, local_sheets.url, WRONG_ID, free_port()
+    )  # the console on a port of its own
     running = Service(config)
     running.start()
     try:

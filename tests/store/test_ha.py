@@ -67,8 +67,8 @@ def replicas(tmp_path: Path, sheets: LocalSheets) -> Iterator[Replicas]:
             folder.mkdir()
             config = write_settings(folder, sheets.url, spreadsheet_id, free_port())
             with config.open("a", encoding="utf-8") as file:
-                # Each replica its own console port: both run on this one machine.
-                file.write(f'\n[store]\nurl = "{url}"\n\n[console]\nport = {free_port()}\n')
+                # (write_settings gives each replica's console a port of its own: both run on this machine)
+                file.write(f'\n[store]\nurl = "{url}"\n')
             services.append(Service(config))
         group = Replicas(services, spreadsheet_id)
         try:
