@@ -1,5 +1,6 @@
 """Checks of a valid settings file that decoding alone cannot make: credentials that must load (and the
-mapping's pins naming one of them), and warnings about settings that work but are unsafe (printed by `check-config`, logged by `serve`)."""
+mapping's pins naming one of them), and warnings about settings that work but are unsafe (printed by
+`check-config`, logged by `serve`)."""
 
 from __future__ import annotations
 
@@ -26,14 +27,8 @@ def check_credentials(settings: Settings, mapping: SheetMapping | None = None) -
     is not configured (no request sent)."""
     if uses_local_sheets(settings):
         local = settings.local_sheets
-        pinned = next((c for c in mapping.companies if c.credential is not None), None) if mapping else None
-        if mapping is not None and pinned is not None:
-            raise ConfigError(
-                mapping.file,
-                f"{pinned.where}.credential",
-                f"pins credential {pinned.credential!r}, but no Google credentials are configured "
-                "(set sheets.credentials, or remove the pin to write to the built-in local Sheets server)",
-            )
+        if mapping is not None:
+            _refuse_pins(mapping)
         return (
             f"no Google credentials: writes go to the built-in local Sheets server at "
             f"http://{local.host}:{local.port}/ (set sheets.credentials_file to write to Google Sheets)"
@@ -48,6 +43,18 @@ def check_credentials(settings: Settings, mapping: SheetMapping | None = None) -
     if mapping is not None:
         lines += [f"spreadsheet {sid} is written as {how}" for sid, how in assignment(pool, mapping).items()]
     return "\n".join(lines)
+
+
+def _refuse_pins(mapping: SheetMapping) -> None:
+    """Without credentials there is nothing to pin to: ConfigError for the first company that pins."""
+    for company in mapping.companies:
+        if company.credential is not None:
+            raise ConfigError(
+                mapping.file,
+                f"{company.where}.credential",
+                f"pins credential {company.credential!r}, but no Google credentials are configured "
+                "(set sheets.credentials, or remove the pin to write to the built-in local Sheets server)",
+            )
 
 
 def credential_pool(settings: Settings, mapping: SheetMapping | None = None) -> CredentialPool:

@@ -10,7 +10,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from connector.cli import main
 from connector.errors import ConfigError
 from connector.localsheets.testing import LocalSheets
 from connector.mapping_watch import MappingWatcher
@@ -127,3 +129,13 @@ def test_a_mapping_file_changed_to_pin_an_unknown_credential_is_refused_while_ru
     assert changed is not None
     assert Router.from_mapping(changed).pin(first) is None  # company 1 unpinned: by hash, as before
     assert watcher.error is None
+
+
+def test_check_config_refuses_a_pin_when_writes_go_to_the_built_in_local_server(tmp_path):
+    path = settings_files.write_settings(tmp_path, None, "sheet-1", TOKEN)
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(re.sub(r"# credential = .*", 'credential = "sa-1.json"', mapping.read_text()))
+    result = CliRunner().invoke(main, ["check-config", "--config", str(path)])
+    assert result.exit_code == 2
+    assert f"{mapping}: companies[0].credential: pins credential 'sa-1.json'" in result.output
+    assert "no Google credentials are configured" in result.output
