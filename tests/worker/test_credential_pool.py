@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from connector.cli import main
+from connector.console.app import ConsoleData
 from connector.errors import ConfigError
 from connector.localsheets.testing import LocalSheets
 from connector.mapping_watch import MappingWatcher
@@ -101,6 +102,16 @@ def test_two_credentials_write_two_spreadsheets_each_with_its_own(tmp_path, loca
     status = " ".join(run(connector, "status").output.split())
     assert emails[0] in status
     assert emails[1] in status
+    console = ConsoleData(settings)
+    try:
+        view = console.overview()
+    finally:
+        console.close()
+    assert {s.spreadsheet_id: s.credential for s in view.spreadsheets} == {
+        first: f"{emails[0]} (by hash)",
+        second: f"{emails[1]} (pinned by the mapping)",
+    }
+    assert view.budget.writes_limit == 2 * settings.sheets.rate_limit.writes_per_minute  # one budget each
     queue.close()
 
 
