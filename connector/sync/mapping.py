@@ -419,10 +419,6 @@ class SheetMapping:
                 return company
         return None
 
-    def pins(self) -> dict[str, str]:
-        """Spreadsheet id -> the credential pinned for it (spreadsheets without a pin left out)."""
-        return {c.spreadsheet_id: c.credential for c in self.companies if c.credential is not None}
-
 
 def describe_mapping(mapping: SheetMapping) -> str:
     """What will be written where: per company its spreadsheet, worksheets and headers in order."""
