@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 
 from connector.errors import ConfigError
 from connector.settings import Settings
@@ -29,9 +30,19 @@ log = logging.getLogger(__name__)
 class MappingWatcher:
     """The current mapping of a settings file, re-read when the mapping file's content changes."""
 
-    def __init__(self, settings: Settings, mapping: SheetMapping | None = None) -> None:
-        """Start from ``mapping`` (already loaded) or load it now; raises ConfigError if it is invalid."""
+    def __init__(
+        self,
+        settings: Settings,
+        mapping: SheetMapping | None = None,
+        *,
+        check: Callable[[SheetMapping], None] | None = None,
+    ) -> None:
+        """Start from ``mapping`` (already loaded) or load it now; raises ConfigError if it is invalid.
+
+        ``check`` raises ConfigError for a mapping the process cannot use although it is valid on its
+        own (a pinned credential that is not in the pool): a new file failing it is refused too."""
         self.mapping = mapping if mapping is not None else load_mapping(settings)
+        self._check = check
         self.path = mapping_file(settings)
         self.error: str | None = None  # why the file on disk is not in use, while it is not
         self._stat = self._stat_now()
@@ -56,6 +67,8 @@ class MappingWatcher:
         self._digest = digest
         try:
             mapping = parse_mapping(content.decode("utf-8"), str(self.path))
+            if self._check is not None:
+                self._check(mapping)
         except (ConfigError, UnicodeDecodeError) as exc:
             self._refuse(str(exc))
             return None

@@ -90,15 +90,16 @@ SHEETS_RETRIES: Final = Counter(
 )
 SHEETS_BUDGET: Final = Gauge(
     "doopage_sheets_budget_per_minute",
-    "Sheets requests the connector allows itself per quota window now, by kind (read, write); cut by 429s.",
-    ["kind"],
+    "Sheets requests the connector allows itself per quota window now, by kind (read, write) and credential "
+    "(a service account's client_email); cut by 429s.",
+    ["kind", "credential"],
     registry=WORKER_REGISTRY,
     multiprocess_mode="livemostrecent",
 )
 SHEETS_THROTTLED: Final = Counter(
     "doopage_sheets_throttled_total",
-    "Sheets requests Google refused with 429 (quota exhausted), by kind (read, write).",
-    ["kind"],
+    "Sheets requests Google refused with 429 (quota exhausted), by kind (read, write) and credential.",
+    ["kind", "credential"],
     registry=WORKER_REGISTRY,
 )
 RATE_LIMIT_WAIT_SECONDS: Final = Counter(

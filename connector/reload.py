@@ -63,7 +63,7 @@ def _company_outline(company: CompanyMapping) -> tuple[object, ...]:
         )
         for sheet in company.worksheets
     )
-    return (company.company_id, company.name, company.spreadsheet_id, worksheets)
+    return (company.company_id, company.name, company.spreadsheet_id, company.credential, worksheets)
 
 
 def mapping_fingerprint(mapping: SheetMapping) -> str:
@@ -90,6 +90,11 @@ def mapping_changes(old: SheetMapping, new: SheetMapping) -> tuple[list[str], se
         elif was.spreadsheet_id != now.spreadsheet_id:
             lines.append(
                 f"company {company_id} now writes to spreadsheet {now.spreadsheet_id} (was {was.spreadsheet_id})"
+            )
+        elif was.credential != now.credential:
+            lines.append(
+                f"company {company_id}: its spreadsheet is now written with credential "
+                f"{now.credential or 'chosen by the pool'} (was {was.credential or 'chosen by the pool'})"
             )
         else:
             lines.append(f"company {company_id}: its worksheets or columns changed")
@@ -174,6 +179,8 @@ class Reloader:
                 settings = load_settings(self.config)
                 # Only a process with a worker uses the mapping (and refuses a broken one).
                 mapping = load_mapping(settings) if self.worker is not None else None
+                if self.worker is not None and mapping is not None:
+                    self.worker.writer.pool.check_pins(mapping)  # the pool is the one running
             except ConfigError as exc:
                 log.error("reload refused, still running with the settings loaded before: %s", exc)
                 return ReloadReport(error=str(exc))

@@ -283,6 +283,9 @@ def parse_settings(text: str, file: str, environ: Mapping[str, str] | None = Non
     except msgspec.DecodeError as exc:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
     _check_endpoints(file, settings.endpoints)
+    credentials_problem = settings.sheets.credentials_problem()
+    if credentials_problem is not None:
+        raise ConfigError(file, *credentials_problem)
     _check_console(file, settings.console)
     webhook = settings.alerts.webhook_url
     if webhook is not None and not webhook.reveal().startswith(("https://", "http://")):

@@ -24,6 +24,13 @@ sheet was exact (target: at most 60 s).
 
     python scripts/bench_e2e.py --burst                 # one minute of load
     python scripts/bench_e2e.py --burst --burst-seconds 10
+
+With ``--companies N``: N companies, each with its own spreadsheet, written with a pool of 1 and of 4
+service accounts (``sheets.credentials``), webhook-to-sheet p50/p95 of each next to the floor the
+per-credential quota sets (see ``bench_companies.py``; the quota window is shortened, and said so).
+
+    python scripts/bench_e2e.py --companies 200         # 1 and 4 credentials, about 4 minutes
+    python scripts/bench_e2e.py --companies 200 --pools 1,2,4 --window-seconds 20
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from bench_companies import run_companies
 from loadgen import SendResult, created_event, run_load, send_each, wait_answering
 from servicekit import (
     PATH,
@@ -366,6 +374,25 @@ def run_burst(
     is_flag=True,
     help="Instead: full-speed wrk load of new customers, then how long until the sheet is exact.",
 )
+@click.option(
+    "--companies",
+    type=int,
+    default=0,
+    help="Instead: this many companies, each with its own spreadsheet, with pools of --pools credentials.",
+)
+@click.option("--pools", default="1,4", show_default=True, help="With --companies: credentials per run.")
+@click.option(
+    "--companies-rate", default=100.0, show_default=True, help="With --companies: webhooks per second."
+)
+@click.option(
+    "--companies-seconds", default=60.0, show_default=True, help="With --companies: seconds of load."
+)
+@click.option(
+    "--window-seconds",
+    default=10.0,
+    show_default=True,
+    help="With --companies: the simulated quota window (Google's is 60 s).",
+)
 @click.option("--burst-seconds", default=60, show_default=True, help="Seconds of load with --burst.")
 @click.option("--burst-connections", default=32, show_default=True, help="Connections of the --burst load.")
 @click.option(
@@ -392,8 +419,17 @@ def main(
     burst_seconds: int,
     burst_connections: int,
     burst_sheets: str,
+    companies: int,
+    pools: str,
+    companies_rate: float,
+    companies_seconds: float,
+    window_seconds: float,
 ) -> None:
     """Measure acknowledgement and webhook-to-sheet latency, and the Sheets requests used."""
+    if companies:
+        sizes = [int(size) for size in pools.split(",")]
+        run_companies(companies, sizes, companies_rate, companies_seconds, window_seconds, settle_timeout)
+        return
     worker = {"batch_size": batch_size, "max_delay_ms": max_delay_ms}
     overrides = {name: value for name, value in worker.items() if value is not None}
     if burst:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 from connector.commands.common import (
@@ -79,16 +79,23 @@ def status(config_path: Path) -> None:
     console.print(waiting if lag else "No pending events.")
 
     sheets = Table(title="Spreadsheets")
-    for column in ("spreadsheet", "companies", "last flush", "last error", "error at"):
+    written_as = _pool_assignment(settings)  # with a pool of credentials, which one writes each
+    columns = ["spreadsheet", "companies", "last flush", "last error", "error at"]
+    if written_as is not None:
+        columns.insert(1, "credential")
+    for column in columns:
         sheets.add_column(column)
     for flush in flushes:
-        sheets.add_row(
+        cells: list[RenderableType] = [
             as_text(flush.spreadsheet_id),
             as_text(flush.company_ids),
             format_ms(flush.last_ok_ms),
             as_text(flush.last_error or "-"),
             format_ms(flush.last_error_ms),
-        )
+        ]
+        if written_as is not None:
+            cells.insert(1, as_text(written_as.get(flush.spreadsheet_id, "-")))
+        sheets.add_row(*cells)
     console.print(sheets if flushes else "No flush yet.")
     _print_runners(console, settings)
     _print_budget(console, settings)
@@ -129,6 +136,21 @@ def _mapped_spreadsheets(settings: Settings) -> set[str] | None:
     return {company.spreadsheet_id for company in mapping.companies}
 
 
+def _pool_assignment(settings: Settings) -> dict[str, str] | None:
+    """With a pool of credentials (sheets.credentials), which one writes each mapped spreadsheet; None
+    without a pool, or when the settings or the mapping cannot be used (check-config says why)."""
+    if not settings.sheets.credentials:
+        return None
+    from connector.config_checks import assignment, credential_pool
+    from connector.sync.mapping import load_mapping
+
+    try:
+        mapping = load_mapping(settings)
+        return assignment(credential_pool(settings, mapping), mapping)
+    except ConfigError:
+        return None
+
+
 def _print_budget(console: Console, settings: Settings) -> None:
     """The Sheets request budgets as the worker last saved them: now, ceiling, and 429s met."""
     from connector.budget_file import load_budget
@@ -139,12 +161,20 @@ def _print_budget(console: Console, settings: Settings) -> None:
         return
     saved_unix, budgets = saved
     table = Table(title=f"Sheets request budget (saved {format_ms(int(saved_unix * 1000))})")
-    for column in ("kind", "budget now", "ceiling", "window", "429s", "last 429"):
+    pooled = len({budget.credential for budget in budgets}) > 1  # one budget per credential of a pool
+    for column in (
+        "credential, kind" if pooled else "kind",
+        "budget now",
+        "ceiling",
+        "window",
+        "429s",
+        "last 429",
+    ):
         table.add_column(column)
     for budget in budgets:
         last = budget.last_throttled_unix
         table.add_row(
-            budget.kind,
+            f"{as_text(budget.credential)} {budget.kind}" if pooled else budget.kind,
             f"{budget.budget:g}",
             str(budget.ceiling),
             f"{budget.window_seconds:g} s",
@@ -171,7 +201,7 @@ def check_config(config_path: Path, online: bool) -> None:
     settings = load_or_exit(config_path)
     with exit_on_config_error():
         mapping = load_mapping(settings)
-        sheets = check_credentials(settings)
+        sheets = check_credentials(settings, mapping)
     click.echo(f"{printable(settings.source)}: settings are valid")
     for warning in config_warnings(settings):
         click.echo(printable(f"warning: {warning}"), err=True)
@@ -191,21 +221,24 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
     import requests
     from google.auth.exceptions import RefreshError, TransportError
 
-    from connector.sheets import connect as connect_sheets
+    from connector.config_checks import credential_pool
     from connector.sheets.retry import classify_failure
     from connector.sync.routing import Router
 
     try:
-        connection = connect_sheets(settings.sheets, source=settings.source)
+        pool = credential_pool(settings, mapping)
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"Sheets API at {connection.api_root} as {connection.credential_id}")
+    emails = ", ".join(member.email for member in pool.members)
+    click.echo(f"Sheets API at {pool.members[0].connection.api_root} as {emails}")
     reachable = True
-    for spreadsheet_id, companies in Router.from_mapping(mapping).spreadsheets().items():
+    router = Router.from_mapping(mapping)
+    for spreadsheet_id, companies in router.spreadsheets().items():
         wanted = [sheet.title for company in companies for sheet in company.worksheets]
+        member = pool.member_for(spreadsheet_id, router.pin(spreadsheet_id))
         try:
-            metadata = connection.client.http_client.fetch_sheet_metadata(spreadsheet_id)
+            metadata = member.connection.client.http_client.fetch_sheet_metadata(spreadsheet_id)
         except (gspread.exceptions.APIError, requests.RequestException, RefreshError, TransportError) as exc:
             failure = classify_failure(spreadsheet_id, exc)
             click.echo(printable(f"spreadsheet {spreadsheet_id}: NOT reachable: {failure}"))
@@ -216,6 +249,8 @@ def _spreadsheets_reachable(settings: Settings, mapping: SheetMapping) -> bool:
         missing = [title for title in wanted if title.casefold() not in present]
         title = metadata.get("properties", {}).get("title", "")
         line = f"spreadsheet {spreadsheet_id} ({title!r}): reachable"
+        if len(pool.members) > 1:
+            line += f" as {member.email}"
         if missing:
             line += f"; worksheets to be created on the first write: {', '.join(missing)}"
         click.echo(printable(line))

@@ -164,6 +164,7 @@ def replay(config_path: Path, company_id: int, spreadsheet_id: str | None) -> No
         mapping = load_mapping(settings)
         company = company_or_error(mapping, company_id)
         writer = SheetWriter.from_settings(settings.sheets, source=settings.source)
+        writer.pool.check_pins(mapping)
     store = open_work_store(settings)
     target = spreadsheet_id or company.spreadsheet_id
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

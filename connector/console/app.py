@@ -35,18 +35,22 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from connector.addresses import is_loopback
+from connector.config_checks import assignment, credential_pool
 from connector.console.page import CONTENT_SECURITY_POLICY, console_page
 from connector.console.queries import Overview, Tally, overview, spreadsheet_link
-from connector.errors import StoreError
+from connector.errors import ConfigError, StoreError
 from connector.intake.access import basic_auth_matches
 from connector.journal import connect_journal
 from connector.mapping_watch import MappingWatcher
 from connector.settings import BasicAuth, Settings
 from connector.sheets.backend import uses_local_sheets
 from connector.sheets.config import GOOGLE_API_ROOT
+from connector.sheets.errors import SheetsError
+from connector.sheets.pool import CredentialPool
 from connector.store import open_work_store
 from connector.store.protocols import WorkStore
 from connector.store.records import now_ms
+from connector.sync.mapping import SheetMapping
 
 __all__ = ["ConsoleData", "create_console_app"]
 
@@ -79,6 +83,7 @@ class ConsoleData:
         self._journal: sqlite3.Connection | None = None
         self._minutes: dict[int, int] = {}  # events received per minute, for minutes that are over
         self._tally = Tally()  # events per company, counted once
+        self._pool: CredentialPool | None = None  # with sheets.credentials, loaded on first use
 
     def sheets_root(self) -> str:
         """The root of the Sheets API written to (the local server's when no credentials are set)."""
@@ -99,6 +104,7 @@ class ConsoleData:
                 for c in mapping.companies
             }
             limits = self.settings.sheets.rate_limit
+            pooled = max(1, len(self.settings.sheets.credentials))  # each credential has the budget
             store, journal = self._connections()
             return overview(
                 store,
@@ -106,12 +112,26 @@ class ConsoleData:
                 mapping,
                 now_ms=now_ms(),
                 links=links,
-                reads_limit=limits.reads_per_minute,
-                writes_limit=limits.writes_per_minute,
+                reads_limit=limits.reads_per_minute * pooled,
+                writes_limit=limits.writes_per_minute * pooled,
                 mapping_error=self.watcher.error,
                 seen_minutes=self._minutes,
                 tally=self._tally,
+                credentials=self._written_as(mapping),
             )
+
+    def _written_as(self, mapping: SheetMapping) -> dict[str, str]:
+        """With a pool of credentials (sheets.credentials), which one writes each spreadsheet; empty
+        without a pool, or when it cannot be loaded or the mapping pins one it lacks (check-config and
+        the worker's log say why)."""
+        if not self.settings.sheets.credentials:
+            return {}
+        try:
+            if self._pool is None:
+                self._pool = credential_pool(self.settings)  # reads the key files once
+            return assignment(self._pool, mapping)
+        except (ConfigError, SheetsError):
+            return {}
 
     def retry(self, company_id: int | None) -> int:
         """Queue failed events again (one company's or all); how many."""

@@ -41,7 +41,7 @@ def console_page(title: str) -> str:
 <h2>Companies</h2>
 {_table("companies", "company", "spreadsheet", "received", "written", "pending", "failed", "unrouted", "lag")}
 <h2>Spreadsheets</h2>
-{_table("spreadsheets", "spreadsheet", "companies", "last flush", "last error", "")}
+{_table("spreadsheets", "spreadsheet", "companies", "last flush", "last error", "written as", "")}
 <div class="grid">
 <section><h2>Events per minute <small>last 3 hours</small></h2>
 <svg id="chart-events" class="chart" viewBox="0 0 720 170" role="img" aria-label="events per minute"></svg>

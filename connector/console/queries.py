@@ -77,6 +77,7 @@ class SpreadsheetView(msgspec.Struct, frozen=True):
     last_error: str | None
     last_error_ms: int | None
     last_flush: LastFlush | None
+    credential: str = ""  # with a pool of credentials, the one that writes it, and why
 
 
 class Minute(msgspec.Struct, frozen=True):
@@ -319,8 +320,10 @@ def spreadsheet_views(
     outcomes: dict[str, tuple[int | None, str | None, int | None]],
     flushes: dict[str, LastFlush],
     link: dict[str, str],
+    credentials: dict[str, str] | None = None,
 ) -> list[SpreadsheetView]:
-    """Every spreadsheet the mapping names (a spreadsheet no longer mapped is not shown)."""
+    """Every spreadsheet the mapping names (a spreadsheet no longer mapped is not shown); ``credentials``
+    says which credential of a pool writes each."""
     failed_by_company = {c.company_id: c.failed for c in companies}
     by_sheet: dict[str, list[int]] = defaultdict(list)
     for company in mapping.companies:
@@ -340,6 +343,7 @@ def spreadsheet_views(
                 last_error=error,
                 last_error_ms=error_ms,
                 last_flush=flushes.get(spreadsheet_id),
+                credential=(credentials or {}).get(spreadsheet_id, ""),
             )
         )
     return views
@@ -357,15 +361,17 @@ def overview(
     mapping_error: str | None = None,
     seen_minutes: dict[int, int] | None = None,
     tally: Tally | None = None,
+    credentials: dict[str, str] | None = None,
 ) -> Overview:
-    """Everything the page shows, as of ``now_ms``; ``links`` gives each mapped spreadsheet's URL;
-    ``seen_minutes`` and ``tally``, kept by the caller, spare counting again what was counted before."""
+    """Everything the page shows, as of ``now_ms``; ``links`` gives each mapped spreadsheet's URL and
+    ``credentials`` which credential of a pool writes it; ``seen_minutes`` and ``tally``, kept by the
+    caller, spare counting again what was counted before."""
     companies = company_views(mapping, status_counts(store, now_ms, tally), oldest_pending(store), now_ms)
     return Overview(
         now_ms=now_ms,
         companies=companies,
         spreadsheets=spreadsheet_views(
-            mapping, companies, flush_outcomes(store), last_flushes(journal), links
+            mapping, companies, flush_outcomes(store), last_flushes(journal), links, credentials
         ),
         minutes=minutes(store, journal, now_ms, seen_minutes),
         budget=budget(journal, now_ms, reads_limit, writes_limit),

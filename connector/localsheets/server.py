@@ -32,7 +32,7 @@ from .model import SheetsError
 from .page_routes import PAGE_ROUTES
 from .quota import QuotaSettings, quota_body
 from .service import LocalSheetsService, ProtectSpec, SpreadsheetSpec
-from .token import AuthSettings, token_answer
+from .token import AuthSettings, caller_of, token_answer
 
 API_PREFIXES: Final = ("/v4/", "/drive/v3/")
 # Big enough for an admin upload of a 100,000-row sheet; the writer itself keeps requests near 2 MB.
@@ -264,8 +264,15 @@ async def admin_set_quota(request: Request[Any, Any, Any], service: Service) -> 
 
 @get("/_admin/quota", operation_id="admin.quota")
 async def admin_get_quota(service: Service) -> Response[Any]:
-    """The quotas in force and the requests refused over them, by class."""
-    return _json({**msgspec.to_builtins(service.quota.settings), "refused": dict(service.quota.refused)})
+    """The quotas in force and the requests refused over them, by class and by caller."""
+    quota = service.quota
+    return _json(
+        {
+            **msgspec.to_builtins(quota.settings),
+            "refused": dict(quota.refused),
+            "refused_by_caller": {caller: dict(by) for caller, by in quota.refused_by_caller.items()},
+        }
+    )
 
 
 @put("/_admin/auth", operation_id="admin.setAuth")
@@ -485,8 +492,9 @@ class FaultInjector:
             return
         kind = request_kind(scope["method"], path)
         self.service.counts[kind] += 1
-        if not self.service.quota.admit(kind):
-            await send_error(send, 429, quota_body(kind))
+        scope_over = self.service.quota.take(kind, _caller(scope))
+        if scope_over is not None:
+            await send_error(send, 429, quota_body(kind, scope_over))
             return
         fault = self.service.faults.decide(kind)
         latency = self.service.faults.settings.latency_ms
@@ -501,6 +509,12 @@ class FaultInjector:
             await _drop_connection(receive)
             return
         await _send_fault(send, fault, self.service.faults.settings.retry_after)
+
+
+def _caller(scope: Scope) -> str:
+    """Who sent the request, told apart by its access token (``token.caller_of``)."""
+    authorization = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+    return caller_of(authorization)
 
 
 async def _discard(message: Message) -> None:

@@ -8,10 +8,13 @@ Two ways to start it, both yielding a :class:`LocalSheets` handle whose ``url`` 
   restart tests, and to keep a benchmark's server off the measured process's interpreter lock).
 
 The handle talks to the server over HTTP only, so it works the same for both.
+:func:`write_service_account` makes a service-account key file that signs in at its token endpoint.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import secrets
 import subprocess
@@ -31,7 +34,7 @@ from .guard import ADMIN_SECRET_ENV, ADMIN_SECRET_HEADER, TOKEN_PATH, host_names
 from .server import bind_socket, make_server, server_url
 from .service import LocalSheetsService, SheetSpec, SpreadsheetSpec
 
-__all__ = ["LocalSheets", "local_sheets_process", "local_sheets_thread"]
+__all__ = ["LocalSheets", "local_sheets_process", "local_sheets_thread", "write_service_account"]
 
 _STARTUP_SECONDS = 20.0
 
@@ -161,11 +164,13 @@ class LocalSheets:
         return bool(self._call("GET", "/_admin/strict")["strict"])
 
     def set_quota(self, **settings: Any) -> None:
-        """Per-window quotas (``reads_per_window``, ``writes_per_window``, ``window_seconds``); none: off."""
+        """Per-window quotas: ``reads_per_window`` and ``writes_per_window`` per caller,
+        ``project_reads_per_window`` and ``project_writes_per_window`` for all callers together,
+        ``window_seconds``; none: off."""
         self._call("PUT", "/_admin/quota", settings)
 
     def quota(self) -> dict[str, Any]:
-        """The quotas in force and the requests refused over them."""
+        """The quotas in force and the requests refused over them (``refused_by_caller``: per caller)."""
         return dict(self._call("GET", "/_admin/quota"))
 
     def set_auth(self, **settings: Any) -> None:
@@ -194,6 +199,35 @@ class LocalSheets:
         from connector.sheets import SheetsSettings, connect
 
         return connect(SheetsSettings(api_root=self.url), environ={}).client
+
+
+@functools.cache
+def _private_key_pem() -> str:
+    """An RSA key in PEM, made once per process (making one takes a while)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def write_service_account(path: Path, token_uri: str, *, client_email: str, key_id: str = "1") -> Path:
+    """Write a well-formed service-account JSON file to ``path`` that signs in at ``token_uri`` (a local
+    server's ``token_uri``) as ``client_email``. The key is one per process: the local token endpoint
+    checks no signature and knows a key by ``key_id``, and the server counts requests per client_email."""
+    info = {
+        "type": "service_account",
+        "project_id": "local",
+        "private_key_id": key_id,
+        "private_key": _private_key_pem(),
+        "client_email": client_email,
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    path.write_text(json.dumps(info), encoding="utf-8")
+    return path
 
 
 @contextmanager

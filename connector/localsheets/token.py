@@ -7,6 +7,10 @@ file. Google answers an access token, or 400 ``invalid_grant`` when the key was 
 machine whose clock is wrong). This endpoint does the same with its own knobs (``PUT /_admin/auth``):
 key ids taken as revoked, and an offset added to its clock to play a skewed machine. The signature itself
 is not checked (the server holds no public keys); a key is identified by the ``kid`` of the JWT header.
+
+Google's access tokens are opaque; this endpoint's name the service account they were given to (the JWT's
+``iss``, its client_email), so the server can count requests per caller as Google counts its quotas per
+user (:func:`caller_of`, used by ``quota``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-__all__ = ["AuthSettings", "token_answer"]
+from .quota import ANONYMOUS
+
+__all__ = ["AuthSettings", "caller_of", "token_answer"]
 
 JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _TIME_MESSAGE: Final = (
@@ -30,6 +36,7 @@ _TIME_MESSAGE: Final = (
 # How far ahead of the server's clock an ``iat`` may be (Google tolerates a little skew).
 _SKEW_SECONDS: Final = 300
 _TOKEN_SECONDS: Final = 3600
+_TOKEN_PREFIX: Final = "local-"  # noqa: S105 - the start of every token given, not a secret
 
 
 class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -66,5 +73,26 @@ def token_answer(body: bytes, settings: AuthSettings, now: float | None = None) 
     clock = (time.time() if now is None else now) + settings.clock_offset_seconds
     if expires - issued > _TOKEN_SECONDS or issued > clock + _SKEW_SECONDS or expires < clock:
         return _grant_error(_TIME_MESSAGE)
-    token = "local-" + secrets.token_urlsafe(24)
+    issuer = claims.get("iss")
+    named = _b64(issuer) + "." if isinstance(issuer, str) and issuer else ""
+    token = _TOKEN_PREFIX + named + secrets.token_urlsafe(24)
     return 200, {"access_token": token, "expires_in": _TOKEN_SECONDS, "token_type": "Bearer"}
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def caller_of(authorization: bytes) -> str:
+    """Who sent a request, from its ``Authorization`` header: the service account named by a token of
+    this endpoint, else the anonymous caller (no token, or one from elsewhere)."""
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith(_TOKEN_PREFIX):
+        return ANONYMOUS
+    named, dot, _ = token[len(_TOKEN_PREFIX) :].partition(".")
+    if not dot:
+        return ANONYMOUS
+    try:
+        return base64.urlsafe_b64decode(named + "=" * (-len(named) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ANONYMOUS

@@ -1,10 +1,11 @@
 """Which Sheets API the connector writes to.
 
-With Google credentials configured (``sheets.credentials_file`` or ``$GOOGLE_APPLICATION_CREDENTIALS``),
-or with an explicit ``sheets.api_root``, it is that API. With neither, the connector starts the built-in
-local Sheets server in its own process (``[local_sheets]``: 127.0.0.1:8765 by default, its data kept in
-the data directory) and writes there, so a first run works on any machine; every spreadsheet the mapping
-names is created there. Open http://127.0.0.1:8765/ in a browser to look at the sheets.
+With Google credentials configured (``sheets.credentials_file``, ``sheets.credentials`` or
+``$GOOGLE_APPLICATION_CREDENTIALS``), or with an explicit ``sheets.api_root``, it is that API. With
+neither, the connector starts the built-in local Sheets server in its own process (``[local_sheets]``:
+127.0.0.1:8765 by default, its data kept in the data directory) and writes there, so a first run works on
+any machine; every spreadsheet the mapping names is created there. Open http://127.0.0.1:8765/ in a
+browser to look at the sheets.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def uses_local_sheets(settings: Settings, environ: Mapping[str, str] | None = No
     return (
         sheets.root == GOOGLE_API_ROOT.rstrip("/")
         and not sheets.credentials_file
+        and not sheets.credentials
         and not env.get(CREDENTIALS_ENV)
     )
 

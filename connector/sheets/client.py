@@ -6,9 +6,10 @@ transport adapter is mounted for ``https://sheets.googleapis.com/``; the adapter
 to the configured root just before sending. Nothing in gspread is patched.
 
 Credentials are a service-account JSON file (``sheets.credentials_file``, or the file named by
-``$GOOGLE_APPLICATION_CREDENTIALS`` when that is empty). Without one the client is anonymous, which is
-allowed only for a loopback root (127.0.0.0/8, ::1, localhost): anonymous requests to anything else
-would fail one by one at run time, so they are refused at start-up with a ConfigError.
+``$GOOGLE_APPLICATION_CREDENTIALS`` when that is empty), or several (``sheets.credentials``, a pool:
+:func:`connect_all` gives one connection each, see ``connector.sheets.pool``). Without one the client is
+anonymous, which is allowed only for a loopback root (127.0.0.0/8, ::1, localhost): anonymous requests to
+anything else would fail one by one at run time, so they are refused at start-up with a ConfigError.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "ApiRootAdapter",
     "SheetsConnection",
     "connect",
+    "connect_all",
     "is_loopback_root",
     "resolve_credentials_file",
 ]
@@ -47,8 +49,9 @@ class SheetsConnection(msgspec.Struct, frozen=True):
     """A gspread client plus the identity its requests are counted against (for rate limiting)."""
 
     client: gspread.Client
-    credential_id: str
+    credential_id: str  # the service account's client_email (``anonymous@<root>`` without one)
     api_root: str
+    name: str = ""  # how the settings name it: the file as listed in sheets.credentials
 
 
 def is_loopback_root(api_root: str) -> bool:
@@ -112,12 +115,51 @@ def connect(
     source: str = "",
     environ: Mapping[str, str] | None = None,
 ) -> SheetsConnection:
-    """Build the gspread client for these settings, or raise ConfigError naming the problem.
+    """The gspread client for these settings (with a pool, its first credential's), or ConfigError.
 
     ``source`` is the settings file (for error messages and to anchor a relative credentials path).
     """
+    return connect_all(settings, source=source, environ=environ)[0]
+
+
+def connect_all(
+    settings: SheetsSettings,
+    *,
+    source: str = "",
+    environ: Mapping[str, str] | None = None,
+) -> list[SheetsConnection]:
+    """One connection per configured credential: each file of ``sheets.credentials``, else the single
+    one of :func:`connect`; ConfigError naming the file, the path and the reason for any that cannot be
+    used, and for two files of the same service account."""
     base = Path(source).resolve().parent if source else None
-    credentials_path = resolve_credentials_file(settings, environ, base)
+    if not settings.credentials:
+        path = resolve_credentials_file(settings, environ, base)
+        where = "sheets.credentials_file"
+        return [_connection(settings, path, source, where, name=settings.credentials_file)]
+    connections: list[SheetsConnection] = []
+    emails: dict[str, int] = {}
+    for i, name in enumerate(settings.credentials):
+        path = Path(name).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        where = f"sheets.credentials[{i}]"
+        connection = _connection(settings, path, source, where, name=name)
+        first = emails.setdefault(connection.credential_id, i)
+        if first != i:
+            raise ConfigError(
+                source,
+                where,
+                f"{path} is the service account {connection.credential_id}, already credentials[{first}]; "
+                "each service account has one quota, so list it once",
+            )
+        connections.append(connection)
+    return connections
+
+
+def _connection(
+    settings: SheetsSettings, credentials_path: Path | None, source: str, where: str, *, name: str
+) -> SheetsConnection:
+    """The gspread client of one service-account file (None: anonymous, for a loopback root only)."""
     root = settings.root
     timeout = (settings.connect_timeout, settings.read_timeout)
     session: requests.Session
@@ -125,7 +167,7 @@ def connect(
         if not is_loopback_root(root):
             raise ConfigError(
                 source,
-                "sheets.credentials_file",
+                where,
                 f"no Google credentials: set sheets.credentials_file or ${CREDENTIALS_ENV} to a "
                 f"service-account JSON file (anonymous access is allowed only for a loopback api_root, "
                 f"not {root})",
@@ -141,7 +183,7 @@ def connect(
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 source,
-                "sheets.credentials_file",
+                where,
                 f"cannot use service-account file {credentials_path}: {exc.__class__.__name__}: {exc}",
             ) from None
         session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
@@ -151,4 +193,4 @@ def connect(
         session.mount(_GOOGLE_PREFIX, ApiRootAdapter(root, timeout))
     client = gspread.Client(auth, session=session)
     client.set_timeout(timeout)
-    return SheetsConnection(client=client, credential_id=credential_id, api_root=root)
+    return SheetsConnection(client=client, credential_id=credential_id, api_root=root, name=name)

@@ -5,6 +5,8 @@ Example::
     [sheets]
     api_root = "https://sheets.googleapis.com"   # or the local server, e.g. "http://127.0.0.1:8765"
     credentials_file = "service-account.json"      # empty: $GOOGLE_APPLICATION_CREDENTIALS
+    # or, for many spreadsheets, a pool of service accounts, each with its own request budget:
+    # credentials = ["sa-1.json", "sa-2.json", "sa-3.json", "sa-4.json"]
     connect_timeout = 10.0
     read_timeout = 60.0
     max_request_bytes = 2000000
@@ -71,6 +73,9 @@ class SheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
 
     api_root: str = GOOGLE_API_ROOT
     credentials_file: str = ""
+    # A pool of service-account files (instead of credentials_file): each spreadsheet is written with one
+    # of them, chosen by a stable hash of its id or pinned by the mapping (connector.sheets.pool).
+    credentials: list[str] = msgspec.field(default_factory=list)
     connect_timeout: PositiveFloat = 10.0
     read_timeout: PositiveFloat = 60.0
     # Google advises keeping a request body under 2 MB; bigger writes are split into several requests.
@@ -86,6 +91,29 @@ class SheetsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
             )
         if parts.path.strip("/") or parts.query or parts.fragment:
             raise ValueError(f"api_root is the server's root only (no path), got {self.api_root!r}")
+
+    def credentials_problem(self) -> tuple[str, str] | None:
+        """What is wrong with the credential settings as written, as (path, reason); None if nothing.
+
+        Whether each file can be used is checked when connecting (``connector.sheets.pool``)."""
+        if self.credentials and self.credentials_file:
+            return (
+                "sheets.credentials",
+                "set either credentials_file (one service account) or credentials (a pool of them), "
+                "not both; move the file of credentials_file into the credentials list",
+            )
+        seen: dict[str, int] = {}
+        for i, name in enumerate(self.credentials):
+            if not name.strip():
+                return f"sheets.credentials[{i}]", "an empty file name; give a service-account JSON file"
+            if name in seen:
+                return (
+                    f"sheets.credentials[{i}]",
+                    f"{name!r} is already credentials[{seen[name]}]; list each service account once "
+                    "(the same one twice would count its quota twice)",
+                )
+            seen[name] = i
+        return None
 
     @property
     def root(self) -> str:

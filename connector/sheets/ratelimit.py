@@ -126,6 +126,7 @@ class BudgetState(msgspec.Struct, frozen=True):
     window_seconds: float
     throttled: int
     last_throttled_unix: float | None
+    credential: str = ""  # whose budget (a service account's client_email), when the writer says
 
 
 class _Budget:
@@ -147,9 +148,11 @@ class RateLimiter:
         self,
         settings: RateLimitSettings,
         *,
+        credential: str = "",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._credential = credential  # whose budget: the label of its metrics
         self._smooth = settings.smooth
         self._window_seconds = settings.window_seconds
         self._lock = threading.Lock()
@@ -158,7 +161,7 @@ class RateLimiter:
             window = SlidingWindow(
                 limit, settings.window_seconds, min_interval=self._spacing(limit), clock=clock, sleep=sleep
             )
-            metrics.SHEETS_BUDGET.labels(kind).set(limit)
+            metrics.SHEETS_BUDGET.labels(kind, credential).set(limit)
             return _Budget(kind, limit, window)
 
         self._budgets: dict[RequestKind, _Budget] = {
@@ -189,6 +192,13 @@ class RateLimiter:
         """Seconds until a request of this kind would go without waiting (0.0: now)."""
         return self._budgets[kind].window.ready_in()
 
+    def flush_ready_in(self) -> float:
+        """Seconds until a flush (a read, then a write) could start without waiting (0.0: now). A write
+        only its spacing away counts as ready: the read and the planning come first and take as long."""
+        write = self.ready_in("write")
+        spacing = self._spacing(self._budgets["write"].budget)
+        return max(self.ready_in("read"), 0.0 if write <= spacing else write)
+
     def accepted(self, kind: RequestKind) -> None:
         """A request of this kind was not refused for quota: grow the budget by ``1 / budget``."""
         with self._lock:
@@ -209,12 +219,12 @@ class RateLimiter:
                 # Google did not say when: its per-minute quota refills within a window. (A Retry-After
                 # is waited for by the retry policy itself.)
                 state.window.pause(self._window_seconds)
-        metrics.SHEETS_THROTTLED.labels(kind).inc()
+        metrics.SHEETS_THROTTLED.labels(kind, self._credential).inc()
 
     def _set(self, state: _Budget, budget: float) -> None:
         state.budget = budget
         state.window.set_limit(int(budget), self._spacing(budget))
-        metrics.SHEETS_BUDGET.labels(state.kind).set(budget)
+        metrics.SHEETS_BUDGET.labels(state.kind, self._credential).set(budget)
 
     def state(self) -> list[BudgetState]:
         """Both budgets as they stand now."""
@@ -248,5 +258,5 @@ def shared_limiter(credential_id: str, settings: RateLimitSettings) -> RateLimit
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:
-            limiter = _shared[key] = RateLimiter(settings)
+            limiter = _shared[key] = RateLimiter(settings, credential=credential_id)
         return limiter

@@ -55,11 +55,12 @@ from connector.sheets.blocking import (
     missing_key_header,
     protected_reason,
 )
-from connector.sheets.client import SheetsConnection, connect
+from connector.sheets.client import SheetsConnection, connect_all
 from connector.sheets.config import RateLimitSettings, SheetsSettings
 from connector.sheets.errors import PermanentSheetsError, TransientSheetsError
 from connector.sheets.plan import WorksheetBatch, WorksheetPlan, new_sheet_id, pack_requests, plan_worksheet
-from connector.sheets.ratelimit import BudgetState, RateLimiter, RequestKind, shared_limiter
+from connector.sheets.pool import CredentialPool, PoolMember
+from connector.sheets.ratelimit import BudgetState, RateLimiter, RequestKind
 from connector.sheets.retry import classify_failure, retry_policy
 from connector.sheets.snapshot import (
     GRID_FIELDS,
@@ -152,9 +153,11 @@ class _Outcome(msgspec.Struct, frozen=True):
 
 
 class _Stats:
-    """Mutable request counts of one flush."""
+    """Mutable request counts of one flush, and the credential it is sent with."""
 
-    def __init__(self, before_write: Callable[[], None] | None = None) -> None:
+    def __init__(self, member: PoolMember, before_write: Callable[[], None] | None = None) -> None:
+        self.http = member.connection.client.http_client
+        self.limiter = member.limiter
         self.before_write = before_write
         self.reads = 0
         self.writes = 0
@@ -167,20 +170,25 @@ class SheetWriter:
     """Upserts rows by key into the worksheets of spreadsheets; safe to share between threads.
 
     Flushes of one spreadsheet are serialised; flushes of different spreadsheets may run in parallel.
+    Each spreadsheet is written with one credential of the pool (``connector.sheets.pool``; a single
+    connection is a pool of one), within that credential's request budget (``limiter``: a single
+    connection's; by default the process-wide one of its credential).
     ``sleep`` is what retries wait with (tests pass a recorder so nothing really sleeps).
     """
 
     def __init__(
         self,
-        connection: SheetsConnection,
+        connection: SheetsConnection | CredentialPool,
         settings: SheetsSettings,
         *,
         limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._http = connection.client.http_client
+        if isinstance(connection, SheetsConnection):
+            budget = None if limiter is None else (lambda _: limiter)
+            connection = CredentialPool.of([connection], settings.rate_limit, budget)
+        self.pool = connection
         self._settings = settings
-        self._limiter = limiter or shared_limiter(connection.credential_id, settings.rate_limit)
         self._sleep = sleep
         self._remembered: dict[str, dict[str, _Remembered]] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -192,25 +200,45 @@ class SheetWriter:
     def from_settings(
         cls, settings: SheetsSettings, *, source: str = "", environ: Mapping[str, str] | None = None
     ) -> SheetWriter:
-        """Connect with these settings (ConfigError if they cannot work) and build a writer."""
-        return cls(connect(settings, source=source, environ=environ), settings)
+        """Connect with these settings, every credential of the pool (ConfigError if one cannot work),
+        and build a writer."""
+        connections = connect_all(settings, source=source, environ=environ)
+        return cls(CredentialPool.of(connections, settings.rate_limit), settings)
 
     def set_rate_limit(self, settings: RateLimitSettings) -> None:
-        """Use a new request budget from now on (shared with the writers of the same credential)."""
-        self._limiter.reconfigure(settings)
+        """Use a new request budget from now on, for each credential (shared with the writers of the
+        same credential)."""
+        for member in self.pool.members:
+            member.limiter.reconfigure(settings)
 
-    def ready_in(self) -> float:
-        """Seconds until a flush (a read, then a write) could go without waiting for the request budget
-        (0.0: now); after a 429 that is the rest of the quota window. A write only the smoothing
-        interval away does not count: the read and the planning come first and take about as long."""
-        limits = self._settings.rate_limit
-        spacing = limits.window_seconds / limits.writes_per_minute if limits.smooth else 0.0
-        write = self._limiter.ready_in("write")
-        return max(self._limiter.ready_in("read"), 0.0 if write <= spacing else write)
+    def ready_in(self, spreadsheet_id: str | None = None, pin: str | None = None) -> float:
+        """Seconds until a flush (a read, then a write) of this spreadsheet (written with the credential
+        ``pin`` names, else the pool's choice) could go without waiting for the request budget (0.0:
+        now); without a spreadsheet, of any spreadsheet (the soonest of the credentials). After a 429
+        that is the rest of the quota window."""
+        if spreadsheet_id is None:
+            return min(member.limiter.flush_ready_in() for member in self.pool.members)
+        try:
+            member = self.pool.member_for(spreadsheet_id, pin)
+        except PermanentSheetsError:
+            return 0.0  # a pin naming no credential: the flush itself fails at once and says why
+        return member.limiter.flush_ready_in()
+
+    def credential_of(self, spreadsheet_id: str, pin: str | None = None) -> str:
+        """The client_email of the credential that writes this spreadsheet ("" for a pin naming none:
+        its flush fails at once and says why)."""
+        try:
+            return self.pool.member_for(spreadsheet_id, pin).email
+        except PermanentSheetsError:
+            return ""
 
     def budget(self) -> list[BudgetState]:
-        """The request budgets of this writer's credential as they stand (cut by 429s)."""
-        return self._limiter.state()
+        """The request budgets of every credential as they stand (cut by 429s), each naming its own."""
+        return [
+            msgspec.structs.replace(state, credential=member.email)
+            for member in self.pool.members
+            for state in member.limiter.state()
+        ]
 
     def forget(self, spreadsheet_id: str) -> None:
         """Drop what the writer remembers of a spreadsheet; the next flush starts from a fresh look."""
@@ -223,17 +251,19 @@ class SheetWriter:
         batches: Sequence[WorksheetBatch],
         *,
         before_write: Callable[[], None] | None = None,
+        pin: str | None = None,
     ) -> FlushReport:
         """Apply every batch to its worksheet in one read and one write; retried as a whole on failure.
 
         ``before_write`` is called right before each write request; whatever it raises stops the flush
-        there (the worker checks that it still holds the spreadsheet's lock).
+        there (the worker checks that it still holds the spreadsheet's lock). ``pin``: the credential
+        the mapping pins for the spreadsheet (None: the pool's choice).
         Raises PermanentSheetsError at once on 400/403/404, TransientSheetsError when retries run out.
         """
         titles = [batch.title for batch in batches]
         if len({title_key(title) for title in titles}) != len(titles):
             raise ValueError(f"a flush names a worksheet twice (titles are compared without case): {titles}")
-        stats = _Stats(before_write)
+        stats = _Stats(self.pool.member_for(spreadsheet_id, pin), before_write)
         if not batches:
             return self._report(spreadsheet_id, _Outcome([], {}), stats)
         with self._lock_for(spreadsheet_id):
@@ -490,7 +520,7 @@ class SheetWriter:
         """
 
         def call() -> _T:
-            response = self._http.request("get", SPREADSHEET_URL % spreadsheet_id, params=params)
+            response = stats.http.request("get", SPREADSHEET_URL % spreadsheet_id, params=params)
             return parse(response.content)
 
         return self._send(spreadsheet_id, "read", stats, call)
@@ -504,12 +534,12 @@ class SheetWriter:
             spreadsheet_id,
             "write",
             stats,
-            lambda: self._http.request("post", url, data=payload, headers=headers),
+            lambda: stats.http.request("post", url, data=payload, headers=headers),
         )
 
     def _send(self, spreadsheet_id: str, kind: RequestKind, stats: _Stats, call: Callable[[], _T]) -> _T:
         """Send one request within the rate budget, mapping failures onto typed errors."""
-        waited = self._limiter.acquire(kind)
+        waited = stats.limiter.acquire(kind)
         stats.waited += waited
         if waited:
             metrics.RATE_LIMIT_WAIT_SECONDS.labels(kind).inc(waited)
@@ -532,9 +562,9 @@ class SheetWriter:
             self._count(kind, str(error.status or type(exc).__name__), spreadsheet_id)
             if error.status == 429:
                 retry_after = error.retry_after if isinstance(error, TransientSheetsError) else None
-                self._limiter.throttled(kind, retry_after)
+                stats.limiter.throttled(kind, retry_after)
             raise error from exc
-        self._limiter.accepted(kind)
+        stats.limiter.accepted(kind)
         self._count(kind, "200", spreadsheet_id)
         return result
 

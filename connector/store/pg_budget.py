@@ -1,6 +1,7 @@
 """The Sheets request budget of a credential, shared by every worker on every host through the database.
 
-Google counts requests per minute per credential, so workers on several hosts must draw on one budget:
+Google counts requests per minute per credential, so workers on several hosts must draw on one budget
+(one per credential of a pool, ``connector.sheets.pool``):
 :class:`PgBudget` keeps the send times of the last minute in the table ``sheets_requests`` and admits a
 request only while no 60-second window holds more than the budget (and, with ``smooth``, no two requests
 are closer than ``60 s / budget``), exactly as the in-process :class:`~connector.sheets.ratelimit.SlidingWindow`
@@ -54,7 +55,7 @@ class PgBudget(RateLimiter):
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(settings)
+        super().__init__(settings, credential=credential)
         self._pool = open_pool(conninfo, 1, "doopage-sheets-budget")
         self._credential = credential
         self._limits: dict[RequestKind, int] = {
@@ -115,13 +116,20 @@ class PgBudget(RateLimiter):
 
 
 def writer_for(settings: Settings) -> SheetWriter:
-    """A worker's sheet writer: with a PostgreSQL store, its request budget is the one in the database,
-    shared with every other worker of the credential; otherwise the process's own."""
-    from connector.sheets.client import connect
+    """A worker's sheet writer, with every credential of the pool: with a PostgreSQL store, each
+    credential's request budget is the one in the database, shared with every other worker of that
+    credential; otherwise the process's own."""
+    from connector.sheets.client import SheetsConnection, connect_all
+    from connector.sheets.pool import CredentialPool
     from connector.sheets.writer import SheetWriter
 
-    if settings.store is None:
-        return SheetWriter.from_settings(settings.sheets, source=settings.source)
-    connection = connect(settings.sheets, source=settings.source)
-    budget = PgBudget(settings.store.url.reveal(), connection.credential_id, settings.sheets.rate_limit)
-    return SheetWriter(connection, settings.sheets, limiter=budget)
+    connections = connect_all(settings.sheets, source=settings.source)
+    limits = settings.sheets.rate_limit
+    store = settings.store
+    if store is None:
+        return SheetWriter(CredentialPool.of(connections, limits), settings.sheets)
+
+    def budget(connection: SheetsConnection) -> RateLimiter:
+        return PgBudget(store.url.reveal(), connection.credential_id, limits)
+
+    return SheetWriter(CredentialPool.of(connections, limits, budget), settings.sheets)

@@ -568,6 +568,7 @@ class _MeasuringWriter(SheetWriter):
         batches: Sequence[WorksheetBatch],
         *,
         before_write: Callable[[], None] | None = None,
+        pin: str | None = None,
     ) -> FlushReport:
         """Measure, then flush as the sheet writer does."""
         size = sum(
@@ -576,7 +577,7 @@ class _MeasuringWriter(SheetWriter):
             for request in plan_worksheet(batch, None, new_sheet_id=1).requests
         )
         self.largest_flush_bytes = max(self.largest_flush_bytes, size)
-        return super().flush(spreadsheet_id, batches, before_write=before_write)
+        return super().flush(spreadsheet_id, batches, before_write=before_write, pin=pin)
 
 
 def _next_pass_rows(writer: SheetWriter, rows: int, limit: int, max_request_bytes: int) -> int:
@@ -610,7 +611,10 @@ def write_backfill(
     """
     if not 1 <= rows_per_write <= MAX_ROWS_PER_WRITE:
         raise ValueError(f"rows_per_write must be within 1..{MAX_ROWS_PER_WRITE}")
-    sheet_writer = writer or _MeasuringWriter.from_settings(settings.sheets, source=settings.source)
+    sheet_writer = writer
+    if sheet_writer is None:
+        sheet_writer = _MeasuringWriter.from_settings(settings.sheets, source=settings.source)
+        sheet_writer.pool.check_pins(mapping)
     pass_rows = rows_per_write
     totals = WriteTotals()
     started = time.monotonic()

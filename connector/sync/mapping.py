@@ -134,6 +134,9 @@ class CompanySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, 
     spreadsheet_id: SpreadsheetId
     name: str = ""
     timezone: str | None = None
+    # The service account of sheets.credentials to write this company's spreadsheet with (its
+    # client_email, or its file as listed there); unset: the pool's stable choice (connector.sheets.pool).
+    credential: Annotated[str, msgspec.Meta(min_length=1, max_length=400)] | None = None
     worksheets: Annotated[list[WorksheetSettings], msgspec.Meta(min_length=1)]
 
 
@@ -398,6 +401,8 @@ class CompanyMapping:
     name: str
     spreadsheet_id: str
     worksheets: tuple[WorksheetMapping, ...]
+    credential: str | None = None  # the credential pinned for its spreadsheet (see CompanySettings)
+    where: str = ""  # its path in the mapping file (``companies[3]``), for errors found later
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +429,8 @@ def describe_mapping(mapping: SheetMapping) -> str:
     ]
     for company in mapping.companies:
         label = f" ({company.name})" if company.name else ""
-        lines.append(f"company {company.company_id}{label} -> spreadsheet {company.spreadsheet_id}")
+        pin = f" (credential pinned: {company.credential})" if company.credential is not None else ""
+        lines.append(f"company {company.company_id}{label} -> spreadsheet {company.spreadsheet_id}{pin}")
         for sheet in company.worksheets:
             lines.append(f"  worksheet {sheet.title!r}: {sheet.entity}, one row per {sheet.key_header!r}")
             for column in sheet.columns:
@@ -517,6 +523,7 @@ def resolve_mapping(
     # Titles are unique per spreadsheet, across the companies that may share one; Google compares them
     # without regard to case.
     seen_titles: dict[tuple[str, str], str] = {}
+    pinned: dict[str, tuple[str, str]] = {}  # spreadsheet -> (credential, the company that pinned it)
     resolved: list[CompanyMapping] = []
     for i, company in enumerate(companies):
         where = f"{prefix}companies[{i}]"
@@ -546,10 +553,33 @@ def resolve_mapping(
                 )
             seen_titles[title_key] = sheet_where
             worksheets.append(_resolve_worksheet(company.company_id, sheet, zone, file, sheet_where))
+        if company.credential is not None:
+            _check_pin(company.spreadsheet_id, company.credential, pinned, file, f"{where}.credential")
         resolved.append(
-            CompanyMapping(company.company_id, company.name, company.spreadsheet_id, tuple(worksheets))
+            CompanyMapping(
+                company.company_id,
+                company.name,
+                company.spreadsheet_id,
+                tuple(worksheets),
+                company.credential,
+                where,
+            )
         )
     return SheetMapping(tuple(resolved), file)
+
+
+def _check_pin(
+    spreadsheet_id: str, credential: str, pinned: dict[str, tuple[str, str]], file: str, where: str
+) -> None:
+    """A spreadsheet is written with one credential: companies sharing it may not pin different ones."""
+    other = pinned.setdefault(spreadsheet_id, (credential, where))
+    if other[0] != credential:
+        raise ConfigError(
+            file,
+            where,
+            f"spreadsheet {spreadsheet_id} is already pinned to credential {other[0]!r} by {other[1]}; "
+            "the companies sharing a spreadsheet must pin the same credential (or only one of them pins it)",
+        )
 
 
 def _resolve_worksheet(

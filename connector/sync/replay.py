@@ -116,7 +116,7 @@ def _write(
 ) -> None:
     if not batches:
         return
-    flushed = writer.flush(company.spreadsheet_id, batches, before_write=still_held)
+    flushed = writer.flush(company.spreadsheet_id, batches, before_write=still_held, pin=company.credential)
     rows = flushed.rows_updated + flushed.rows_appended
     report.rows_written += rows
     report.requests += flushed.requests

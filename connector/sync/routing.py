@@ -18,10 +18,13 @@ class Router:
 
     def __init__(self, companies: Iterable[CompanyMapping]) -> None:
         self._routes: dict[int, CompanyMapping] = {}
+        self._pins: dict[str, str] = {}
         for company in companies:
             if company.company_id in self._routes:
                 raise ValueError(f"company {company.company_id} is mapped twice")
             self._routes[company.company_id] = company
+            if company.credential is not None:
+                self._pins[company.spreadsheet_id] = company.credential
 
     @classmethod
     def from_mapping(cls, mapping: SheetMapping) -> Router:
@@ -31,6 +34,10 @@ class Router:
     def route(self, company_id: int) -> CompanyMapping | None:
         """The mapping for this company's events, or None when the company has none (unrouted)."""
         return self._routes.get(company_id)
+
+    def pin(self, spreadsheet_id: str) -> str | None:
+        """The credential the mapping pins for this spreadsheet, or None (the pool's own choice)."""
+        return self._pins.get(spreadsheet_id)
 
     @property
     def company_ids(self) -> frozenset[int]:

@@ -188,19 +188,29 @@ class Worker:
             requeue_mapped(self.store, self.router)
 
     def run_once(self, stop: threading.Event | None = None) -> PassReport:
-        """Flush every due spreadsheet whose lock is free, while the request budget lets a flush start.
+        """Flush every due spreadsheet whose lock is free, while the request budget of the credential
+        that writes it lets a flush start (with a pool of credentials, a spreadsheet whose credential
+        has spent its budget waits while those of the others go on).
 
         Waiting for the budget before claiming, rather than inside the flush, lets every event that
         arrives meanwhile join the flush instead of waiting for the next one.
         """
         report = PassReport()
         if self.writer.ready_in() > 0:
-            return report
+            return report  # no credential has budget for a flush now
         router = self.router  # one mapping for the whole pass, even if a reload replaces it meanwhile
         due = self.due(report, router)
+        spent: set[str] = set()  # credentials found out of budget in this pass: not asked again
         for spreadsheet_id, companies in due:
-            if (stop is not None and stop.is_set()) or self.writer.ready_in() > 0:
+            if stop is not None and stop.is_set():
                 break
+            pin = router.pin(spreadsheet_id)
+            credential = self.writer.credential_of(spreadsheet_id, pin)
+            if credential in spent:
+                continue
+            if self.writer.ready_in(spreadsheet_id, pin) > 0:
+                spent.add(credential)
+                continue
             fence = self.store.take_lock(spreadsheet_id, self.owner, self.settings.lease_ms)
             if fence is None:
                 continue  # another worker is flushing it; it takes these events too, or the next pass does
@@ -278,7 +288,9 @@ class Worker:
             logged = [envelope for stored, envelope in items if stored.endpoint != CSV_IMPORT_ENDPOINT]
             batches = worksheet_batches(mappings, touched, logged)
             with metrics.FLUSH_SECONDS.time():
-                flushed = self.writer.flush(spreadsheet_id, batches, before_write=hold.check)
+                flushed = self.writer.flush(
+                    spreadsheet_id, batches, before_write=hold.check, pin=router.pin(spreadsheet_id)
+                )
             held = held_events(mappings, touched, items, logged, flushed.blocked) if flushed.blocked else {}
             hold.check()
             self.store.commit_flush(fence, touched, [i for i in ids if i not in held], label)
@@ -399,9 +411,10 @@ class WorkerThread:
     started and stopped, for example by ``doopage-sheets worker`` (the process ``serve`` supervises)."""
 
     def __init__(self, settings: Settings) -> None:
-        # Both raise ConfigError now, at start-up, rather than in the thread later.
+        # All three raise ConfigError now, at start-up, rather than in the thread later.
         self.mapping = load_mapping(settings)
-        self.writer = writer_for(settings)  # with a PostgreSQL store, the budget is shared in it
+        self.writer = writer_for(settings)  # with a PostgreSQL store, the budgets are shared in it
+        self.writer.pool.check_pins(self.mapping)
         self.settings = settings
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -425,7 +438,7 @@ class WorkerThread:
             self.settings.worker,
             max_request_bytes=self.settings.sheets.max_request_bytes,
             journal=self._journal,
-            watcher=MappingWatcher(self.settings, self.mapping),
+            watcher=MappingWatcher(self.settings, self.mapping, check=self.writer.pool.check_pins),
         )
         self._thread = threading.Thread(
             target=worker.run, args=(self.stop_event, self._save_budget), name="sheets-worker"

@@ -46,7 +46,8 @@ Row = list[Any]
 
 
 def write_settings(folder: Path, api_root: str, spreadsheet_id: str, port: int) -> Path:
-    """Settings with the shipped mapping on ``spreadsheet_id``, a fast worker and quick Sheets retries."""
+    """Settings with the shipped mapping on ``spreadsheet_id``, a fast worker, quick Sheets retries and
+    the console on a free port (not the default 8081, which other services on the machine may hold)."""
     mapping = MAPPING.read_text(encoding="utf-8").replace('"doopage-demo"', json.dumps(spreadsheet_id))
     (folder / "mapping.toml").write_text(mapping, encoding="utf-8")
     path = folder / "settings.toml"

@@ -13,10 +13,10 @@ import pytest
 import requests
 
 from connector.localsheets import LocalSheetsService
-from connector.localsheets.quota import QuotaSettings, QuotaState
+from connector.localsheets.quota import ANONYMOUS, QuotaSettings, QuotaState
 from connector.localsheets.service import ProtectSpec
 from connector.localsheets.testing import LocalSheets
-from connector.localsheets.token import AuthSettings, token_answer
+from connector.localsheets.token import AuthSettings, caller_of, token_answer
 
 PROTECTED = "You are trying to edit a protected cell or object"
 
@@ -169,6 +169,26 @@ def test_quota_windows_are_fixed_intervals() -> None:
     assert state.admit("spreadsheets.get")  # no read quota set
     now[0] = 60.0
     assert state.admit("spreadsheets.batchUpdate")
+
+
+def test_quotas_count_each_caller_apart_and_the_project_for_all() -> None:
+    state = QuotaState(clock=lambda: 10.0)
+    state.configure(QuotaSettings(writes_per_window=2, project_writes_per_window=3, window_seconds=60))
+    assert [state.take("values.update", "a@x") for _ in range(3)] == [None, None, "user"]
+    assert state.take("values.update", "b@x") is None  # b's own quota, the project's third
+    assert state.take("values.update", "b@x") == "project"  # b has one left, the project none
+    assert state.refused_by_caller == {"a@x": {"write": 1}, "b@x": {"write": 1}}
+
+
+def test_a_token_of_the_endpoint_names_its_service_account() -> None:
+    now = 1_700_000_000
+    _, body = token_answer(
+        grant(jwt({"iat": now, "exp": now + 3600, "iss": "sa@p.iam"})), AuthSettings(), now=now
+    )
+    assert caller_of(f"Bearer {body['access_token']}".encode()) == "sa@p.iam"
+    _, unnamed = token_answer(grant(jwt({"iat": now, "exp": now + 3600})), AuthSettings(), now=now)
+    for header in (f"Bearer {unnamed['access_token']}", "Bearer ya29.from-google", "", "Basic eDp5"):
+        assert caller_of(header.encode()) == ANONYMOUS
 
 
 # ---------------------------------------------------------------- the token endpoint

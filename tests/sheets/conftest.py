@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connector.localsheets.testing import LocalSheets
+from connector.localsheets.testing import write_service_account as local_service_account
 from connector.sheets import RateLimitSettings, RetrySettings, SheetsSettings, SheetWriter, connect
 
 # Tests must not wait: a budget no test reaches, a quota "minute" of 50 ms (a 429 pauses that kind of
@@ -74,20 +72,11 @@ def make_writer(server: LocalSheets, sleeps: Sleeps) -> WriterFactory:
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 
 
-def write_service_account(path: Path, token_uri: str = GOOGLE_TOKEN_URI, key_id: str = "1") -> Path:
-    """Write a well-formed service-account JSON file with a freshly generated key to ``path``."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": "test",
-        "private_key_id": key_id,
-        "private_key": pem,
-        "client_email": "writer@test.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": token_uri,
-    }
-    path.write_text(json.dumps(info))
-    return path
+def write_service_account(
+    path: Path,
+    token_uri: str = GOOGLE_TOKEN_URI,
+    key_id: str = "1",
+    client_email: str = "writer@test.iam.gserviceaccount.com",
+) -> Path:
+    """Write a well-formed service-account JSON file to ``path`` (see the local server's helper)."""
+    return local_service_account(path, token_uri, client_email=client_email, key_id=key_id)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector.settings import parse_settings
 from connector.sheets.config import RateLimitSettings
-from connector.store.pg_budget import WINDOW_MS, PgBudget, window_delay
+from connector.sheets.pool import choose
+from connector.store.pg_budget import WINDOW_MS, PgBudget, window_delay, writer_for
+from tests.sheets.conftest import write_service_account
 from tests.store.postgres import fresh_schema
 
 
@@ -74,3 +79,36 @@ def test_a_request_admitted_after_the_delay_never_overfills_a_window(
     assert len(still) < limit
     if in_window:
         assert later >= max(in_window) + spacing
+
+
+def test_a_pool_of_credentials_has_one_budget_each_in_the_database(tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    emails = [f"pg-pool-{i}-{run}@test.iam.gserviceaccount.com" for i in range(2)]
+    for i, email in enumerate(emails):
+        write_service_account(tmp_path / f"sa-{i}.json", key_id=f"k{i}", client_email=email)
+    with fresh_schema() as url:
+        text = (
+            '[[endpoints]]\nname = "main"\ntoken = "abcdefghijklmnop1234"\nvalidation_key = "k"\n'
+            '[store]\nurl = "env:TEST_STORE_URL"\n'
+            '[sheets]\napi_root = "http://127.0.0.1:9"\ncredentials = ["sa-0.json", "sa-1.json"]\n'
+            "rate_limit = { writes_per_minute = 2, smooth = false }\n"
+        )
+        settings = parse_settings(text, str(tmp_path / "settings.toml"), environ={"TEST_STORE_URL": url})
+        writer = writer_for(settings)
+        budgets = [member.limiter for member in writer.pool.members]
+        try:
+            assert all(isinstance(budget, PgBudget) for budget in budgets)
+            first = next(f"s{n}" for n in range(100) if choose(f"s{n}", emails) == 0)
+            second = next(f"s{n}" for n in range(100) if choose(f"s{n}", emails) == 1)
+            assert [budgets[0].acquire("write") for _ in range(2)] == [0.0, 0.0]
+            assert writer.ready_in(first) > 55  # the first credential's writes of this minute are spent
+            assert writer.ready_in(second) == 0.0  # the second's are its own
+            # Another worker (process, host) of the first credential sees the same spent budget.
+            again = writer_for(settings)
+            assert again.ready_in(first) > 55
+            assert again.ready_in(second) == 0.0
+            budgets += [member.limiter for member in again.pool.members]
+        finally:
+            for budget in budgets:
+                assert isinstance(budget, PgBudget)
+                budget.close()

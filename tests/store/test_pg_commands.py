@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.store.pg_store import PgStore
 from connector.store.sqlite_intake import SqliteInbox
+from connector.threaded_server import free_port
 from tests import settings_files
 from tests.store.conftest import record
 from tests.store.postgres import fresh_schema
@@ -18,7 +19,7 @@ from tests.store.postgres import fresh_schema
 
 def settings_file(folder: Path, url: str) -> Path:
     """Test settings using the PostgreSQL store at ``url``, read from an environment variable."""
-    extra = '\n[store]\nurl = "env:TEST_STORE_URL"\n'
+    extra = f'\n[store]\nurl = "env:TEST_STORE_URL"\n\n[console]\nport = {free_port()}\n'
     return settings_files.write_settings(
         folder, "http://127.0.0.1:9", "sheet-1", "pg-commands-token-0123456789", extra
     )

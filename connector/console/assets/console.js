@@ -109,6 +109,7 @@
           cell(s.companies.join(", ")),
           cell(summary),
           cell(s.last_error ? `${s.last_error} (${time(s.last_error_ms)})` : "-", s.last_error ? "error" : ""),
+          cell(s.credential || "-"),
           action,
         );
       }),
