@@ -22,7 +22,7 @@ from connector.commands.common import (
     load_or_exit,
     setup_logging,
 )
-from connector.config_checks import config_warnings
+from connector.config_checks import check_credentials, config_warnings
 from connector.sheets.backend import sheets_backend
 
 log = logging.getLogger("connector.serve")
@@ -104,6 +104,7 @@ def serve(config_path: Path, show_token: bool) -> None:
     from connector.intake.app import create_app
     from connector.preflight import check_data_dir, check_open_files, listening_socket
     from connector.store import check_store
+    from connector.sync.mapping import load_mapping
 
     loaded = load_or_exit(config_path)
     setup_logging(loaded)
@@ -116,6 +117,9 @@ def serve(config_path: Path, show_token: bool) -> None:
         # Before anything starts: a mistake here must not leave a half-started service behind.
         check_data_dir(loaded)
         check_open_files(loaded)
+        if loaded.worker.embedded:
+            # The worker child would refuse them too, but only after the service started listening.
+            check_credentials(loaded, load_mapping(loaded))
         sock = resources.enter_context(listening_socket(loaded))
         settings = loaded
         app = create_app(settings)

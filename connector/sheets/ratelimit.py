@@ -194,9 +194,10 @@ class RateLimiter:
 
     def flush_ready_in(self) -> float:
         """Seconds until a flush (a read, then a write) could start without waiting (0.0: now). A write
-        only its spacing away counts as ready: the read and the planning come first and take as long."""
+        only the ceiling's spacing away counts as ready: the read and the planning come first and take as
+        long (a write held back by a 429 does not)."""
         write = self.ready_in("write")
-        spacing = self._spacing(self._budgets["write"].budget)
+        spacing = self._spacing(self._budgets["write"].ceiling)
         return max(self.ready_in("read"), 0.0 if write <= spacing else write)
 
     def accepted(self, kind: RequestKind) -> None:

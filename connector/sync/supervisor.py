@@ -214,9 +214,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    # End of input: the parent closed the pipe or died.
+    # End of input: the parent closed the pipe or died. Read from the descriptor, not sys.stdin: a daemon
+    # thread blocked inside a buffered reader makes the interpreter abort at exit ("Fatal Python error:
+    # _enter_buffered_busy") when the worker stops on its own, for instance on a configuration error.
     def watch_parent() -> None:
-        sys.stdin.buffer.read()
+        while os.read(sys.stdin.fileno(), 4096):
+            pass
         stop.set()
 
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
