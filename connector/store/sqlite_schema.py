@@ -1,5 +1,6 @@
 """The SQLite store's schema and connections: one database file in the data directory for events, locks,
-entity state and flush records, WAL, ``synchronous=FULL``.
+entity state and flush records, WAL, ``synchronous=FULL`` (the worker's connection lowers it to NORMAL:
+see :class:`connector.store.sqlite_store.SqliteStore`).
 
 Keeping entity state in the same file as the events and locks lets one transaction check a flush's
 fencing token, save the state and mark its events done (:meth:`SqliteStore.commit_flush`).

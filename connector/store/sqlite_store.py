@@ -100,6 +100,13 @@ SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (
 ROWS_PER_TRANSACTION: Final = 500
 PAUSE_BETWEEN_S: Final = 0.001
 
+RENEW: Final = """
+UPDATE events SET lease_until = ? WHERE id IN (
+    SELECT id FROM events WHERE status IN ('pending', 'backfill') AND id > ? AND lease_owner = ? ORDER BY id LIMIT ?
+)
+RETURNING id
+"""
+
 MARK_DONE: Final = """
 UPDATE events SET status = 'done', last_error = NULL, updated_ms = ?, lease_owner = NULL, lease_until = NULL
 WHERE id = ? AND status IN ('pending', 'backfill')
@@ -124,6 +131,12 @@ class SqliteStore:
         migrate(path)
         try:
             self._conn = connect(path)
+            # The worker's commits are not flushed to disk one by one (the inbox writer's are, and each of
+            # them flushes the log up to its own commit, the worker's before it included): the intake's
+            # flushes do not queue behind the worker's. Only an operating-system crash or a power cut can
+            # undo the worker's latest commits, and then as a whole, in order: their events are pending
+            # again and are folded and written again, which upserts the same rows.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {path}: {exc}") from exc
         self.path = path
@@ -206,11 +219,19 @@ class SqliteStore:
 
     def renew_claims(self, owner: str, lease_ms: int, now: int | None = None) -> int:
         at = now_ms() if now is None else now
-        with self._db() as db:
-            return db.execute(
-                "UPDATE events SET lease_until = ? WHERE lease_owner = ? AND status IN ('pending', 'backfill')",
-                (at + lease_ms, owner),
-            ).rowcount
+        renewed, after = 0, 0
+        # In short transactions like the claim's (a flush may hold tens of thousands of events), walking
+        # the owner's events in id order.
+        while True:
+            with self._db() as db:
+                ids = [
+                    row[0] for row in db.execute(RENEW, (at + lease_ms, after, owner, ROWS_PER_TRANSACTION))
+                ]
+            renewed += len(ids)
+            if len(ids) < ROWS_PER_TRANSACTION:
+                return renewed
+            after = max(ids)
+            time.sleep(PAUSE_BETWEEN_S)
 
     def finish(self, owner: str, ids: Iterable[int], outcome: Outcome, error: str | None = None) -> int:
         params = [(outcome, error, now_ms(), event_id, owner) for event_id in ids]

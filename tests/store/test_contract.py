@@ -67,6 +67,20 @@ def test_renewed_claims_are_not_taken_by_others(store: WorkStore) -> None:
     assert claim(store, "b", now=5_000) == []
 
 
+def test_a_large_claim_is_renewed_whole(backend: Backend) -> None:
+    # More events than one of the SQLite store's short transactions holds: each is renewed once.
+    put, open_store = backend
+    put([record(n, company_id=1) for n in range(1_234)])
+    store = open_store()
+    try:
+        claimed = claim(store, "a", now=0, companies=[1], max_events=2_000)
+        assert len(claimed) == 1_234
+        assert store.renew_claims("a", lease_ms=10**12, now=0) == 1_234
+        assert claim(store, "b", now=5_000, companies=[1]) == []
+    finally:
+        store.close()
+
+
 def test_finish_and_release_touch_only_events_the_owner_still_leases(store: WorkStore) -> None:
     mine = claim(store, "a", now=0)
     theirs = claim(store, "b", now=2_000)  # a's lease ran out; b holds them now
