@@ -6,11 +6,14 @@ them once a mapping for it exists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from connector.sync.mapping import CompanyMapping, SheetMapping
 
 __all__ = ["Router"]
+
+T = TypeVar("T")
 
 
 class Router:
@@ -50,3 +53,15 @@ class Router:
         for company in self._routes.values():
             sheets.setdefault(company.spreadsheet_id, []).append(company)
         return sheets
+
+    def split(self, items: Iterable[T], company_of: Callable[[T], int]) -> tuple[dict[str, list[T]], list[T]]:
+        """Items by the spreadsheet their company is routed to (in order), and the unrouted ones."""
+        routed: dict[str, list[T]] = {}
+        unrouted: list[T] = []
+        for item in items:
+            company = self.route(company_of(item))
+            if company is None:
+                unrouted.append(item)
+            else:
+                routed.setdefault(company.spreadsheet_id, []).append(item)
+        return routed, unrouted

@@ -46,7 +46,7 @@ from connector.store import open_work_store
 from connector.store.owners import is_gone, owner_id
 from connector.store.pg_budget import writer_for
 from connector.store.protocols import WorkStore
-from connector.store.records import CSV_IMPORT_ENDPOINT, CompanyLag, StoredEvent, now_ms
+from connector.store.records import CSV_IMPORT_ENDPOINT, StoredEvent, now_ms
 from connector.sync.blocked import held_events, held_message
 from connector.sync.hold import Hold, LockLost
 from connector.sync.mapping import CompanyMapping, load_mapping, rows_for
@@ -137,14 +137,8 @@ class Worker:
         """
         router = router or self.router
         now = self._clock()
-        work: dict[str, list[CompanyLag]] = defaultdict(list)
-        unrouted: list[int] = []
-        for pending in self.store.pending_work(now):
-            company = router.route(pending.company_id)
-            if company is None:
-                unrouted.append(pending.company_id)
-            else:
-                work[company.spreadsheet_id].append(pending)
+        work, unmapped = router.split(self.store.pending_work(now), lambda p: p.company_id)
+        unrouted = [pending.company_id for pending in unmapped]
         if unrouted:
             parked = self.store.park_unrouted(unrouted, now)
             if report is not None:
@@ -231,16 +225,9 @@ class Worker:
         lock, as a flush does; a spreadsheet whose lock is held elsewhere gets its events back."""
         report = PassReport(claimed=len(claimed))
         router = self.router
-        by_spreadsheet: dict[str, list[StoredEvent]] = defaultdict(list)
-        unrouted: list[int] = []
-        for stored in claimed:
-            company = router.route(stored.company_id)
-            if company is None:
-                unrouted.append(stored.id)
-            else:
-                by_spreadsheet[company.spreadsheet_id].append(stored)
+        by_spreadsheet, unrouted = router.split(claimed, lambda e: e.company_id)
         if unrouted:
-            report.unrouted += self.store.finish(self.owner, unrouted, "unrouted")
+            report.unrouted += self.store.finish(self.owner, [e.id for e in unrouted], "unrouted")
         for spreadsheet_id, events in by_spreadsheet.items():
             fence = self.store.take_lock(spreadsheet_id, self.owner, self.settings.lease_ms)
             if fence is None:
