@@ -299,7 +299,6 @@ class SheetWriter:
         taken_ids: set[int] = set()
         # The title to name each worksheet by in ranges: as the sheet spells it, once known.
         names = {title: memory.sheet_title for title, memory in remembered.items()}
-        header_rows = {batch.title: batch.header_row for batch in batches}
         existing: dict[str, SheetProperties] | None = None
         if refresh:
             stats.refreshed = True
@@ -312,11 +311,11 @@ class SheetWriter:
                 for b in batches
                 if b.title in found
             }
-            snapshots = self._read(spreadsheet_id, asked, names, header_rows, stats) if asked else {}
+            snapshots = self._read(spreadsheet_id, asked, names, batches, stats) if asked else {}
         else:
             asked = {b.title: _guess_key_column(b, remembered.get(b.title), None) for b in batches}
             try:
-                snapshots = self._read(spreadsheet_id, asked, names, header_rows, stats)
+                snapshots = self._read(spreadsheet_id, asked, names, batches, stats)
             except PermanentSheetsError as exc:
                 if exc.status != 400:
                     raise
@@ -472,8 +471,7 @@ class SheetWriter:
             return snapshots
         log.info("spreadsheet %s: key columns moved %s; reading them there", spreadsheet_id, moved)
         names = {title: snapshots[title].properties.title for title in moved}
-        header_rows = {batch.title: batch.header_row for batch in batches}
-        again = self._read(spreadsheet_id, moved, names, header_rows, stats)
+        again = self._read(spreadsheet_id, moved, names, batches, stats)
         for batch in batches:
             snapshot = again.get(batch.title)
             if snapshot is not None and _key_position(batch, snapshot) != snapshot.key_column:
@@ -492,14 +490,15 @@ class SheetWriter:
         spreadsheet_id: str,
         asked: Mapping[str, int | None],
         names: Mapping[str, str],
-        header_rows: Mapping[str, int],
+        batches: Sequence[WorksheetBatch],
         stats: _Stats,
     ) -> dict[str, SheetSnapshot]:
         """One spreadsheets.get of the header rows and key columns of ``asked`` (title -> key column).
 
         ``names`` gives the title a worksheet has in the sheet where it differs from ours (in case only);
-        ``header_rows`` the row each worksheet's headers are in.
+        ``batches`` the row each worksheet's headers are in.
         """
+        header_rows = {batch.title: batch.header_row for batch in batches}
         ranges = [
             a1
             for title, column in asked.items()
