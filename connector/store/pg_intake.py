@@ -34,6 +34,7 @@ import psycopg_pool
 from connector.errors import StoreError
 from connector.store.pg_schema import check_version
 from connector.store.pg_store import COUNT_BY_STATUS, EVENTS_CHANNEL, first_line, store_errors
+from connector.store.protocols import CommitWaiter
 from connector.store.records import InboxRecord, StatusCount, now_ms
 from connector.store.sqlite_writer import first_of_each
 
@@ -103,7 +104,7 @@ PROBE: Final = (
 _Write = tuple[list[InboxRecord], asyncio.Future[list[bool]]]
 
 
-class PgIntake:
+class PgIntake(CommitWaiter):
     """The intake on a PostgreSQL database, used from one event loop (the pool opens on first use)."""
 
     def __init__(self, conninfo: str, commit_timeout_s: float, concurrency: int = 2) -> None:
@@ -127,19 +128,6 @@ class PgIntake:
         with store_errors("cannot open the store"), psycopg.connect(conninfo, connect_timeout=10) as conn:
             check_version(conn)
         return cls(conninfo, commit_timeout_s, concurrency)
-
-    async def put(self, record: InboxRecord) -> bool:
-        """Store one record durably; True if new, False if a duplicate (see Intake.put)."""
-        (inserted,) = await self._confirmed([record])
-        return inserted
-
-    async def put_many(self, records: list[InboxRecord]) -> list[bool]:
-        """Store several records in one transaction; for each, whether it was new."""
-        return await self._confirmed(records)
-
-    async def check_writable(self) -> None:
-        """Raise StoreError unless a write commits now, within the commit time limit."""
-        await self._confirmed([])
 
     def counts(self) -> list[StatusCount]:
         """Number of stored events by status and event type (a connection of its own: called off the loop)."""

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Literal, Protocol
 
@@ -30,7 +31,7 @@ from connector.store.records import (
 )
 from connector.sync.state import EntityKey, EntityKind, EntityState
 
-__all__ = ["Claims", "EntityStates", "Figures", "FlushLog", "Intake", "Locks", "WorkStore"]
+__all__ = ["Claims", "CommitWaiter", "EntityStates", "Figures", "FlushLog", "Intake", "Locks", "WorkStore"]
 
 
 class Intake(Protocol):
@@ -63,6 +64,29 @@ class Intake(Protocol):
     async def aclose(self) -> None:
         """Finish queued writes and release the store, from the event loop (when it is about to end)."""
         ...
+
+
+class CommitWaiter(ABC):
+    """The puts of an :class:`Intake`, for a backend that queues records for its next group commit and
+    waits for it (both do): one ``_confirmed`` serves them all."""
+
+    @abstractmethod
+    async def _confirmed(self, records: list[InboxRecord]) -> list[bool]:
+        """Queue records for a commit and wait for it, at most the commit time limit (StoreError then);
+        for each record whether it was new. No record at all is a writability check."""
+
+    async def put(self, record: InboxRecord) -> bool:
+        """Store one record durably; True if new, False if a duplicate (see Intake.put)."""
+        (inserted,) = await self._confirmed([record])
+        return inserted
+
+    async def put_many(self, records: list[InboxRecord]) -> list[bool]:
+        """Store several records in one transaction; for each, whether it was new."""
+        return await self._confirmed(records)
+
+    async def check_writable(self) -> None:
+        """Raise StoreError unless a write commits now, within the commit time limit."""
+        await self._confirmed([])
 
 
 class Claims(Protocol):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from connector.errors import StoreError
+from connector.store.protocols import CommitWaiter
 from connector.store.records import InboxRecord, StatusCount
 from connector.store.sqlite_schema import connect, count_events, inbox_path, migrate
 from connector.store.sqlite_writer import Committed, FrameReader, WriteBatch, frame
@@ -83,7 +84,7 @@ class _WriterProcess:
 
 
 @dataclass(eq=False)
-class SqliteInbox:
+class SqliteInbox(CommitWaiter):
     """The embedded inbox, used from one event loop at a time (a new one once the previous is closed)."""
 
     path: Path
@@ -116,19 +117,6 @@ class SqliteInbox:
         inbox._reader = connect(inbox.path)
         inbox._writer = _WriterProcess(inbox.path)
         return inbox
-
-    async def put(self, record: InboxRecord) -> bool:
-        """Store one record durably; True if new, False if a duplicate (see Inbox.put)."""
-        (inserted,) = await self._confirmed([record])
-        return inserted
-
-    async def put_many(self, records: list[InboxRecord]) -> list[bool]:
-        """Store several records in one transaction; for each, whether it was new."""
-        return await self._confirmed(records)
-
-    async def check_writable(self) -> None:
-        """Raise StoreError unless the writer can commit a write now, within the commit time limit."""
-        await self._confirmed([])
 
     async def _confirmed(self, records: list[InboxRecord]) -> list[bool]:
         """Queue records and wait for their commit, at most ``commit_timeout_s``."""
