@@ -25,7 +25,7 @@ import msgspec
 import requests
 
 from connector.localsheets.testing import local_sheets_process
-from connector.sheets.plan import cell_data
+from connector.sheets.plan import cell_data, raw_value
 from connector.sheets.snapshot import GRID_FIELDS
 
 SPREADSHEET = "bench-local"
@@ -41,7 +41,9 @@ def customer_row(n: int) -> list[Any]:
 
 def append_body(first: int, count: int) -> bytes:
     """A batchUpdate appending ``count`` customer rows from key ``first`` on, encoded."""
-    rows = [{"values": [cell_data(v) for v in customer_row(n)]} for n in range(first, first + count)]
+    rows = [
+        {"values": [cell_data(raw_value(v)) for v in customer_row(n)]} for n in range(first, first + count)
+    ]
     return msgspec.json.encode(
         {"requests": [{"appendCells": {"sheetId": SHEET_ID, "rows": rows, "fields": "*"}}]}
     )

@@ -85,7 +85,7 @@ def _first_free_row(snapshot: SheetSnapshot, header_row: int) -> int:
 
 
 def written_areas(plan: WorksheetPlan, snapshot: SheetSnapshot) -> Iterable[GridArea]:
-    """Every area of an existing sheet that the plan's requests write or reshape (appends: conservatively
+    """Every area of an existing sheet that the plan writes or reshapes (appendCells: conservatively
     everything below the last key, since the last row with data is not known)."""
     for request in plan.requests:
         ((kind, body),) = request.items()
@@ -94,8 +94,12 @@ def written_areas(plan: WorksheetPlan, snapshot: SheetSnapshot) -> Iterable[Grid
         elif kind == "appendCells":
             width = max((len(row["values"]) for row in body["rows"]), default=1)
             yield GridArea(_first_free_row(snapshot, plan.header_row), None, 0, width)
-        elif kind == "appendDimension":
+        elif kind == "appendDimension" and body["dimension"] == "COLUMNS":
             yield GridArea(0, None, snapshot.properties.column_count, None)
+        elif kind == "appendDimension":
+            yield GridArea(snapshot.properties.row_count, None, 0, None)
+    for block in plan.values:
+        yield block.area
 
 
 def protected_reason(plan: WorksheetPlan, snapshot: SheetSnapshot | None) -> str | None:
@@ -123,21 +127,16 @@ def cell_growth(plan: WorksheetPlan, snapshot: SheetSnapshot | None) -> int:
     """At most how many cells the plan adds to the grid (new tab, new columns, rows past the grid)."""
     rows = snapshot.properties.row_count if snapshot is not None else 0
     columns = snapshot.properties.column_count if snapshot is not None else 0
-    growth = 0
-    appended = 0
-    for request in plan.requests:
-        ((kind, body),) = request.items()
-        if kind == "addSheet":
-            grid = body["properties"]["gridProperties"]
-            rows, columns = grid["rowCount"], grid["columnCount"]
-            growth += rows * columns
-        elif kind == "appendDimension":
-            growth += body["length"] * rows
-            columns += body["length"]
-        elif kind == "appendCells":
-            appended += len(body["rows"])
-    first_free = _first_free_row(snapshot, plan.header_row) if snapshot is not None else plan.header_row
-    return growth + max(0, first_free + appended - rows) * columns
+    growth = plan.row_count * plan.column_count - rows * columns
+    appended = sum(
+        len(request["appendCells"]["rows"]) for request in plan.requests if "appendCells" in request
+    )
+    if appended and snapshot is not None:
+        # appendCells lands after the last row with data, at the latest under the last key read.
+        growth += (
+            max(0, _first_free_row(snapshot, plan.header_row) + appended - plan.row_count) * plan.column_count
+        )
+    return growth
 
 
 def is_protection_error(cause: str) -> bool:

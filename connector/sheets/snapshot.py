@@ -1,10 +1,12 @@
 """The read side of a flush, as pure functions: which ranges to ask for, and what the answer says.
 
 One ``spreadsheets.get`` request per flush reads, for every worksheet of the flush, the header row
-(``'Title'!1:1``) and the key column from row 2 down (``'Title'!C2:C``), with a field mask that keeps only
-sheet ids, grid sizes and the cells' effective values. That one answer carries everything planning needs:
-which worksheets exist, their ids and sizes (for addSheet and appendDimension), where each of our headers
-is, and the key -> row index. No whole sheet is ever read.
+(``'Title'!1:1``), the key column from row 2 down (``'Title'!C2:C``) and, once a flush has written there,
+every column of the rows under its last row (``'Title'!A5001:H``: the "tail"), with a field mask that keeps
+only sheet ids, grid sizes and the cells' effective values. That one answer carries everything planning
+needs: which worksheets exist, their ids and sizes (for addSheet and appendDimension), where each of our
+headers is, the key -> row index, and the row after the last one with data (where new rows go; usually
+the tail is the empty rows a flush added ahead, and costs nothing). No whole sheet is ever read.
 
 Where the key column is becomes known only from the header row, so the range asked for is a guess: the
 column it was in at the end of the last flush (remembered by the writer), or on a cold start its place in
@@ -26,6 +28,7 @@ __all__ = [
     "Lock",
     "SheetProperties",
     "SheetSnapshot",
+    "Tail",
     "column_letter",
     "parse_sheet_list",
     "parse_snapshots",
@@ -173,7 +176,9 @@ class SheetSnapshot(msgspec.Struct, frozen=True):
     dropped. ``key_cells[i]`` is the text of the key column in the ``i + 1``-th row under it (None when
     empty); ``key_column`` is the 0-based column they were
     read from, or None when no key column was read. ``locks`` are the protected ranges of the sheet that
-    this caller may not edit.
+    this caller may not edit. ``tail_start`` is the first row of the tail read (every column from there
+    to the end of the grid; None when no tail was read) and ``tail_last`` the last row in it with a value
+    (None when it is empty); rows are 0-based.
     """
 
     properties: SheetProperties
@@ -181,6 +186,8 @@ class SheetSnapshot(msgspec.Struct, frozen=True):
     key_column: int | None
     key_cells: tuple[str | None, ...]
     locks: tuple[Lock, ...] = ()
+    tail_start: int | None = None
+    tail_last: int | None = None
 
 
 def column_letter(index: int) -> str:
@@ -188,13 +195,25 @@ def column_letter(index: int) -> str:
     return rowcol_to_a1(1, index + 1)[:-1]
 
 
-def read_ranges(title: str, key_column: int | None, header_row: int = 1) -> list[str]:
-    """The A1 ranges one worksheet contributes to the read: its header row and, if known, its key column
-    below it."""
+class Tail(msgspec.Struct, frozen=True):
+    """Which rows a read looks at in every column: from ``start`` (0-based, under the header row) to the
+    end of the grid, in its first ``columns`` columns."""
+
+    start: int
+    columns: int
+
+
+def read_ranges(
+    title: str, key_column: int | None, header_row: int = 1, tail: Tail | None = None
+) -> list[str]:
+    """The A1 ranges one worksheet contributes to the read: its header row, if known its key column
+    below it, and if asked the tail."""
     ranges = [absolute_range_name(title, f"{header_row}:{header_row}")]
     if key_column is not None:
         letter = column_letter(key_column)
         ranges.append(absolute_range_name(title, f"{letter}{header_row + 1}:{letter}"))
+    if tail is not None:
+        ranges.append(absolute_range_name(title, f"A{tail.start + 1}:{column_letter(tail.columns - 1)}"))
     return ranges
 
 
@@ -262,7 +281,10 @@ def _locks(sheet: _Sheet) -> tuple[Lock, ...]:
 
 
 def parse_snapshots(
-    body: bytes, asked: Mapping[str, int | None], header_rows: Mapping[str, int] | None = None
+    body: bytes,
+    asked: Mapping[str, int | None],
+    header_rows: Mapping[str, int] | None = None,
+    tails: Mapping[str, Tail] | None = None,
 ) -> dict[str, SheetSnapshot]:
     """Snapshots from a ``spreadsheets.get`` answer to the ranges of ``asked`` (title -> key column read).
 
@@ -270,7 +292,8 @@ def parse_snapshots(
     the snapshot's properties carry the sheet's own title. Worksheets absent from the answer are left
     out. Each worksheet's ``data`` holds one GridData per range asked for; the header range starts at
     the header row (``header_rows``: title -> 1-based row, 1 when not given) and the key column range at
-    the row under it, which tells them apart. Raises msgspec.DecodeError for an answer that is not a
+    the row under it, and the tail (``tails``: title -> what was asked, starting below that row) at its
+    own start, which tells them apart. Raises msgspec.DecodeError for an answer that is not a
     Spreadsheet (e.g. cut short).
     """
     by_key = {title_key(title): title for title in asked}
@@ -282,11 +305,31 @@ def parse_snapshots(
             continue
         header: tuple[str, ...] = ()
         key_cells: tuple[str | None, ...] = ()
+        tail = (tails or {}).get(title)
+        tail_last: int | None = None
         for grid in sheet.data:
             if grid.startRow == (header_rows or {}).get(title, 1) - 1:
                 first = grid.rowData[0].values if grid.rowData else []
                 header = _trim([""] * grid.startColumn + [_cell_text(cell) or "" for cell in first])
+            elif tail is not None and grid.startRow == tail.start:
+                tail_last = _last_row_with_data(grid)
             else:
                 key_cells = tuple(_cell_text(row.values[0]) if row.values else None for row in grid.rowData)
-        snapshots[title] = SheetSnapshot(properties, header, asked[title], key_cells, _locks(sheet))
+        snapshots[title] = SheetSnapshot(
+            properties,
+            header,
+            asked[title],
+            key_cells,
+            _locks(sheet),
+            tail_start=tail.start if tail is not None else None,
+            tail_last=tail_last,
+        )
     return snapshots
+
+
+def _last_row_with_data(grid: _GridData) -> int | None:
+    """The 0-based sheet row of the last row of ``grid`` with a value in any cell (None: no such row)."""
+    for index in range(len(grid.rowData) - 1, -1, -1):
+        if any(cell.effectiveValue is not None for cell in grid.rowData[index].values):
+            return grid.startRow + index
+    return None

@@ -6,9 +6,11 @@ A flush, for all the worksheets of one spreadsheet:
    worksheet of the flush (see :mod:`connector.sheets.snapshot` for the ranges and why the key column's
    place is a verified guess). Key -> row is rebuilt from this read every time, so rows a person sorted,
    moved or inserted since the last flush still get their own updates.
-2. **Plan** (pure, :mod:`connector.sheets.plan`): addSheet, header cells, updateCells, appendCells.
-3. **Write** (one ``spreadsheets:batchUpdate``; several only when the body would pass
-   ``max_request_bytes``). A batchUpdate is applied atomically by the API.
+2. **Plan** (pure, :mod:`connector.sheets.plan`): structural sub-requests (addSheet, appendDimension,
+   header cells, appendCells when the end of the data is not known) and blocks of values.
+3. **Write**: the values in one ``values:batchUpdate`` (RAW), after one ``spreadsheets:batchUpdate`` of
+   the structural sub-requests when there are any; all in that one batchUpdate when it fits; more bodies
+   only when one would pass ``max_request_bytes``. The API applies each request whole or not at all.
 
 The three steps run inside the single tenacity policy (:mod:`connector.sheets.retry`): a transient failure
 anywhere, including a write whose answer was lost, starts the cycle again from the read, so a write that
@@ -43,7 +45,7 @@ import msgspec
 import requests
 from google.auth.exceptions import RefreshError, TransportError
 from gspread.exceptions import APIError
-from gspread.urls import SPREADSHEET_BATCH_UPDATE_URL, SPREADSHEET_URL
+from gspread.urls import SPREADSHEET_BATCH_UPDATE_URL, SPREADSHEET_URL, SPREADSHEET_VALUES_BATCH_UPDATE_URL
 
 from connector import metrics
 from connector.sheets.blocking import (
@@ -58,7 +60,14 @@ from connector.sheets.blocking import (
 from connector.sheets.client import SheetsConnection, connect_all
 from connector.sheets.config import RateLimitSettings, SheetsSettings
 from connector.sheets.errors import PermanentSheetsError, TransientSheetsError
-from connector.sheets.plan import WorksheetBatch, WorksheetPlan, new_sheet_id, pack_requests, plan_worksheet
+from connector.sheets.plan import (
+    WorksheetBatch,
+    WorksheetPlan,
+    WriteBody,
+    encode_writes,
+    new_sheet_id,
+    plan_worksheet,
+)
 from connector.sheets.pool import CredentialPool, PoolMember
 from connector.sheets.ratelimit import BudgetState, RateLimiter, RequestKind
 from connector.sheets.retry import classify_failure, retry_policy
@@ -67,6 +76,7 @@ from connector.sheets.snapshot import (
     METADATA_FIELDS,
     SheetProperties,
     SheetSnapshot,
+    Tail,
     parse_sheet_list,
     parse_snapshots,
     read_ranges,
@@ -138,11 +148,23 @@ class FlushReport(msgspec.Struct, frozen=True):
 
 
 class _Remembered(msgspec.Struct, frozen=True):
-    """What the last successful flush left in a worksheet: its title there, header row and key column."""
+    """What the last successful flush left in a worksheet: its title there, header row, key column, grid
+    size (rows: at least) and the first row under its rows."""
 
     header: tuple[str, ...]
     key_column: int
     sheet_title: str
+    row_count: int
+    column_count: int
+    tail_start: int
+
+    def tail(self, header_row: int, row_count: int | None = None) -> Tail | None:
+        """The tail the next read asks for: none when it would start at the key column's first row (no
+        rows of ours yet) or past the grid (``row_count``: the grid's rows when known, else as left)."""
+        rows = self.row_count if row_count is None else row_count
+        if header_row < self.tail_start < rows:
+            return Tail(self.tail_start, self.column_count)
+        return None
 
 
 class _Outcome(msgspec.Struct, frozen=True):
@@ -311,11 +333,13 @@ class SheetWriter:
                 for b in batches
                 if b.title in found
             }
-            snapshots = self._read(spreadsheet_id, asked, names, batches, stats) if asked else {}
+            tails = _tails(batches, remembered, found)
+            snapshots = self._read(spreadsheet_id, asked, names, batches, stats, tails) if asked else {}
         else:
             asked = {b.title: _guess_key_column(b, remembered.get(b.title), None) for b in batches}
+            tails = _tails(batches, remembered, None)
             try:
-                snapshots = self._read(spreadsheet_id, asked, names, batches, stats)
+                snapshots = self._read(spreadsheet_id, asked, names, batches, stats, tails)
             except PermanentSheetsError as exc:
                 if exc.status != 400:
                     raise
@@ -333,6 +357,41 @@ class SheetWriter:
                 return self._cycle(spreadsheet_id, batches, stats, refresh=True)
         snapshots = self._read_moved_key_columns(spreadsheet_id, batches, snapshots, stats)
 
+        try:
+            plans, blocked = self._plan(batches, snapshots, remembered, set(taken_ids), spare=True)
+            self._check_cell_limit(spreadsheet_id, plans, snapshots, existing, stats)
+        except PermanentSheetsError:
+            # Without the spare rows the flush may still fit under the limit: only then is it refused.
+            plans, blocked = self._plan(batches, snapshots, remembered, set(taken_ids), spare=False)
+            self._check_cell_limit(spreadsheet_id, plans, snapshots, existing, stats)
+        written = self._write_plans(spreadsheet_id, plans, blocked, stats)
+        with self._guard:
+            self._remembered[spreadsheet_id] = {
+                **self._remembered.get(spreadsheet_id, {}),
+                **{
+                    p.title: _Remembered(
+                        p.layout.header,
+                        p.key_column,
+                        p.sheet_title,
+                        p.row_count,
+                        p.column_count,
+                        p.tail_start,
+                    )
+                    for p in written
+                },
+            }
+        return _Outcome(written, blocked)
+
+    def _plan(
+        self,
+        batches: Sequence[WorksheetBatch],
+        snapshots: Mapping[str, SheetSnapshot],
+        remembered: Mapping[str, _Remembered],
+        taken_ids: set[int],
+        *,
+        spare: bool,
+    ) -> tuple[list[WorksheetPlan], dict[str, str]]:
+        """The plans of the worksheets that can be written now, and why the others cannot."""
         plans: list[WorksheetPlan] = []
         blocked: dict[str, str] = {}
         for batch in batches:
@@ -348,23 +407,14 @@ class SheetWriter:
                     new_sheet_id=sheet_id,
                     previous_header=previous.header if previous else (),
                     max_request_bytes=self._settings.max_request_bytes,
+                    spare=spare,
                 )
                 reason = protected_reason(plan, snapshot)
             if reason is None:
                 plans.append(plan)
             else:
                 blocked[batch.title] = reason
-        self._check_cell_limit(spreadsheet_id, plans, snapshots, existing, stats)
-        written = self._write_plans(spreadsheet_id, plans, blocked, stats)
-        with self._guard:
-            self._remembered[spreadsheet_id] = {
-                **self._remembered.get(spreadsheet_id, {}),
-                **{
-                    p.title: _Remembered(p.layout.header, p.key_column, _sheet_title(p, snapshots))
-                    for p in written
-                },
-            }
-        return _Outcome(written, blocked)
+        return plans, blocked
 
     def _check_cell_limit(
         self,
@@ -404,9 +454,8 @@ class SheetWriter:
         Should Google refuse the first batchUpdate (so nothing of it was applied) as editing a protected
         range, each worksheet is written on its own and the refused ones are added to ``blocked``.
         """
-        sub_requests = [request for plan in plans for request in plan.requests]
         try:
-            self._write_bodies(spreadsheet_id, sub_requests, stats)
+            self._write_bodies(spreadsheet_id, plans, stats)
         except _RefusedFirst as refused:
             if not is_protection_error(refused.error.cause):
                 raise refused.error from None
@@ -418,7 +467,7 @@ class SheetWriter:
         written: list[WorksheetPlan] = []
         for plan in plans:
             try:
-                self._write_bodies(spreadsheet_id, list(plan.requests), stats)
+                self._write_bodies(spreadsheet_id, [plan], stats)
             except _RefusedFirst as refused:
                 if not is_protection_error(refused.error.cause):
                     raise refused.error from None
@@ -431,13 +480,13 @@ class SheetWriter:
             written.append(plan)
         return written
 
-    def _write_bodies(self, spreadsheet_id: str, sub_requests: list[dict[str, Any]], stats: _Stats) -> None:
-        """Send sub-requests in batchUpdates of at most max_request_bytes, in order.
+    def _write_bodies(self, spreadsheet_id: str, plans: Sequence[WorksheetPlan], stats: _Stats) -> None:
+        """Send the plans' writes in bodies of at most max_request_bytes, in order.
 
         A permanent refusal of the first body is raised as _RefusedFirst (nothing was applied); of a later
         one, as itself (earlier bodies were applied, so the cycle must start again from a fresh read).
         """
-        for index, body in enumerate(pack_requests(sub_requests, self._settings.max_request_bytes)):
+        for index, body in enumerate(encode_writes(plans, self._settings.max_request_bytes)):
             try:
                 self._write(spreadsheet_id, body, stats)
             except PermanentSheetsError as exc:
@@ -471,14 +520,21 @@ class SheetWriter:
             return snapshots
         log.info("spreadsheet %s: key columns moved %s; reading them there", spreadsheet_id, moved)
         names = {title: snapshots[title].properties.title for title in moved}
-        again = self._read(spreadsheet_id, moved, names, batches, stats)
+        again = self._read(spreadsheet_id, moved, names, batches, stats, {})
         for batch in batches:
             snapshot = again.get(batch.title)
             if snapshot is not None and _key_position(batch, snapshot) != snapshot.key_column:
                 raise TransientSheetsError(
                     spreadsheet_id, f"the key column of {batch.title!r} moved while read"
                 )
-        return {**snapshots, **again}
+        # The first read's tail stands: it covered every column.
+        kept = {
+            title: msgspec.structs.replace(
+                snapshot, tail_start=snapshots[title].tail_start, tail_last=snapshots[title].tail_last
+            )
+            for title, snapshot in again.items()
+        }
+        return {**snapshots, **kept}
 
     def _fetch_properties(self, spreadsheet_id: str, stats: _Stats) -> dict[str, SheetProperties]:
         """The worksheets the spreadsheet has now: title -> id and grid size."""
@@ -492,8 +548,10 @@ class SheetWriter:
         names: Mapping[str, str],
         batches: Sequence[WorksheetBatch],
         stats: _Stats,
+        tails: Mapping[str, Tail],
     ) -> dict[str, SheetSnapshot]:
-        """One spreadsheets.get of the header rows and key columns of ``asked`` (title -> key column).
+        """One spreadsheets.get of the header rows and key columns of ``asked`` (title -> key column), and
+        of the ``tails`` asked for.
 
         ``names`` gives the title a worksheet has in the sheet where it differs from ours (in case only);
         ``batches`` the row each worksheet's headers are in.
@@ -502,11 +560,13 @@ class SheetWriter:
         ranges = [
             a1
             for title, column in asked.items()
-            for a1 in read_ranges(names.get(title, title), column, header_rows.get(title, 1))
+            for a1 in read_ranges(
+                names.get(title, title), column, header_rows.get(title, 1), tails.get(title)
+            )
         ]
         params: dict[str, Any] = {"ranges": ranges, "fields": GRID_FIELDS, "includeGridData": "true"}
         return self._get(
-            spreadsheet_id, params, stats, lambda body: parse_snapshots(body, asked, header_rows)
+            spreadsheet_id, params, stats, lambda body: parse_snapshots(body, asked, header_rows, tails)
         )
 
     def _get(
@@ -524,16 +584,18 @@ class SheetWriter:
 
         return self._send(spreadsheet_id, "read", stats, call)
 
-    def _write(self, spreadsheet_id: str, body: list[dict[str, Any]], stats: _Stats) -> None:
-        """One spreadsheets:batchUpdate through gspread's HTTP client; the API applies all of it or none."""
-        payload = msgspec.json.encode({"requests": body})
+    def _write(self, spreadsheet_id: str, body: WriteBody, stats: _Stats) -> None:
+        """One spreadsheets:batchUpdate or values:batchUpdate through gspread's HTTP client; the API
+        applies all of it or none."""
         headers = {"Content-Type": "application/json"}
-        url = SPREADSHEET_BATCH_UPDATE_URL % spreadsheet_id
+        url = (
+            SPREADSHEET_VALUES_BATCH_UPDATE_URL if body.values else SPREADSHEET_BATCH_UPDATE_URL
+        ) % spreadsheet_id
         self._send(
             spreadsheet_id,
             "write",
             stats,
-            lambda: stats.http.request("post", url, data=payload, headers=headers),
+            lambda: stats.http.request("post", url, data=body.payload, headers=headers),
         )
 
     def _send(self, spreadsheet_id: str, kind: RequestKind, stats: _Stats, call: Callable[[], _T]) -> _T:
@@ -638,10 +700,23 @@ def _cell_limit_message(what: str) -> str:
     )
 
 
-def _sheet_title(plan: WorksheetPlan, snapshots: Mapping[str, SheetSnapshot]) -> str:
-    """The title the worksheet has in the sheet (ours, unless a person changed its case)."""
-    snapshot = snapshots.get(plan.title)
-    return snapshot.properties.title if snapshot is not None else plan.title
+def _tails(
+    batches: Sequence[WorksheetBatch],
+    remembered: Mapping[str, _Remembered],
+    found: Mapping[str, SheetProperties] | None,
+) -> dict[str, Tail]:
+    """The tails to read (see :meth:`_Remembered.tail`); ``found``: the worksheets as just listed, when
+    they were."""
+    tails: dict[str, Tail] = {}
+    for batch in batches:
+        memory = remembered.get(batch.title)
+        if memory is None or (found is not None and batch.title not in found):
+            continue
+        rows = found[batch.title].row_count if found is not None else None
+        tail = memory.tail(batch.header_row, rows)
+        if tail is not None:
+            tails[batch.title] = tail
+    return tails
 
 
 def _key_position(batch: WorksheetBatch, snapshot: SheetSnapshot) -> int | None:

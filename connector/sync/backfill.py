@@ -75,7 +75,7 @@ from connector.events import (
     subject_of,
 )
 from connector.settings import Settings
-from connector.sheets.plan import WorksheetBatch, plan_worksheet, request_size
+from connector.sheets.plan import WorksheetBatch, encode_writes, plan_worksheet
 from connector.sheets.writer import FlushReport, SheetWriter
 from connector.store import open_intake, open_work_store
 from connector.store.owners import owner_id
@@ -571,11 +571,8 @@ class _MeasuringWriter(SheetWriter):
         pin: str | None = None,
     ) -> FlushReport:
         """Measure, then flush as the sheet writer does."""
-        size = sum(
-            request_size(request)
-            for batch in batches
-            for request in plan_worksheet(batch, None, new_sheet_id=1).requests
-        )
+        plans = [plan_worksheet(batch, None, new_sheet_id=1) for batch in batches]
+        size = sum(len(body.payload) for body in encode_writes(plans, self._settings.max_request_bytes))
         self.largest_flush_bytes = max(self.largest_flush_bytes, size)
         return super().flush(spreadsheet_id, batches, before_write=before_write, pin=pin)
 

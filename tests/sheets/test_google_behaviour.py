@@ -173,7 +173,7 @@ def test_a_protected_tab_waits_alone_and_is_written_once_unprotected(
     assert blocked.title == "People"
     assert "protected" in blocked.reason
     assert "'People'" in blocked.reason
-    assert server.counts() == {"spreadsheets.get": 1, "spreadsheets.batchUpdate": 1}
+    assert server.counts() == {"spreadsheets.get": 1, "values.batchUpdate": 1}
     assert server.sheet_values(spreadsheet_id, "Other")[1:] == [["1"], ["2"]]
     assert server.sheet_values(spreadsheet_id, "People")[1:] == [["1", "Ann"]]
     server.unprotect(spreadsheet_id, protection)
@@ -225,7 +225,17 @@ def test_a_write_that_would_pass_ten_million_cells_is_refused_before_it_is_sent(
     with pytest.raises(PermanentSheetsError) as caught:
         make_writer().flush(sid, [people(("1", {"name": "Ann"}))])  # a new tab of 1000 rows x its headers
     assert "past Google's limit of 10,000,000 cells" in caught.value.cause
-    assert "spreadsheets.batchUpdate" not in server.counts()
+    assert not {"spreadsheets.batchUpdate", "values.batchUpdate"} & set(server.counts())
+
+
+def test_near_the_cell_limit_a_growing_grid_gets_no_spare_rows_rather_than_no_rows(
+    server: LocalSheets, make_writer: WriterFactory
+) -> None:
+    sid = server.new_spreadsheet([{"title": "Big", "rows": 499_700, "columns": 20}])  # 6,000 cells left
+    # 1,500 rows need 1,501 x 3 cells; with as many spare rows again they would need 9,003.
+    report = make_writer().flush(sid, [people(*[(f"k{i}", {"name": "x"}) for i in range(1500)])])
+    assert report.rows_appended == 1500
+    assert server.sheet(sid, "People")["rowCount"] == 1501
 
 
 # ---------------------------------------------------------------- 1. sign-in
@@ -305,7 +315,7 @@ def test_a_protection_added_after_the_read_holds_back_only_its_tab(
     assert blocked.title == "People"
     assert "Google refused the write" in blocked.reason
     # The refused batch, then each worksheet on its own: Other written, People refused.
-    assert server.counts() == {"spreadsheets.get": 1, "spreadsheets.batchUpdate": 3}
+    assert server.counts() == {"spreadsheets.get": 1, "values.batchUpdate": 3}
     assert server.sheet_values(spreadsheet_id, "Other")[1:] == [["1"], ["2"]]
     assert server.sheet_values(spreadsheet_id, "People")[1:] == [["1", "Ann"]]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -10,18 +11,24 @@ import pytest
 from connector.sheets.plan import (
     CUT_MARKER,
     MAX_CELL_CHARS,
+    MAX_SPARE_ROWS,
     CellValue,
+    RawValue,
     Upsert,
+    ValueBlock,
     WorksheetBatch,
     cell_data,
     column_runs,
+    encode_writes,
     index_keys,
     merge_upserts,
     new_sheet_id,
     pack_requests,
     plan_worksheet,
+    raw_value,
     request_size,
     resolve_columns,
+    spare_rows,
 )
 from connector.sheets.snapshot import SheetProperties, SheetSnapshot
 
@@ -35,8 +42,18 @@ def snapshot(
     key_column: int | None = 0,
     columns: int = 26,
     rows: int = 1000,
+    tail: tuple[int, int | None] | None = None,
 ) -> SheetSnapshot:
-    return SheetSnapshot(SheetProperties("People", 7, rows, columns), header, key_column, key_cells)
+    """A worksheet as a read shows it; ``tail``: (first row read in every column, last one with data)."""
+    start, last = tail if tail is not None else (None, None)
+    return SheetSnapshot(
+        SheetProperties("People", 7, rows, columns),
+        header,
+        key_column,
+        key_cells,
+        tail_start=start,
+        tail_last=last,
+    )
 
 
 def batch(*upserts: Upsert, headers: tuple[str, ...] = HEADERS) -> WorksheetBatch:
@@ -50,27 +67,45 @@ def kinds(requests: tuple[dict[str, Any], ...]) -> list[str]:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("Ann", {"userEnteredValue": {"stringValue": "Ann"}}),
-        ('=IMPORTXML("http://x")', {"userEnteredValue": {"stringValue": '=IMPORTXML("http://x")'}}),
-        ("+1", {"userEnteredValue": {"stringValue": "+1"}}),
-        ("-1", {"userEnteredValue": {"stringValue": "-1"}}),
-        ("@x", {"userEnteredValue": {"stringValue": "@x"}}),
-        ("0012", {"userEnteredValue": {"stringValue": "0012"}}),
-        ("", {"userEnteredValue": {"stringValue": ""}}),
-        (12, {"userEnteredValue": {"numberValue": 12}}),
-        (1.5, {"userEnteredValue": {"numberValue": 1.5}}),
-        (True, {"userEnteredValue": {"boolValue": True}}),
-        (False, {"userEnteredValue": {"boolValue": False}}),
-        (None, {}),
-        (2**53 + 1, {"userEnteredValue": {"stringValue": str(2**53 + 1)}}),
-        (-(2**60), {"userEnteredValue": {"stringValue": str(-(2**60))}}),
-        (
-            "x" * (MAX_CELL_CHARS + 5),
-            {"userEnteredValue": {"stringValue": "x" * (MAX_CELL_CHARS - len(CUT_MARKER)) + CUT_MARKER}},
-        ),
+        ("Ann", "Ann"),
+        ('=IMPORTXML("http://x")', '=IMPORTXML("http://x")'),
+        ("+1", "+1"),
+        ("-1", "-1"),
+        ("@x", "@x"),
+        ("0012", "0012"),
+        ("", ""),
+        (12, 12),
+        (1.5, 1.5),
+        (True, True),
+        (False, False),
+        (None, ""),
+        (2**53, 2**53),
+        (2**53 + 1, str(2**53 + 1)),
+        (-(2**60), str(-(2**60))),
+        ("x" * (MAX_CELL_CHARS + 5), "x" * (MAX_CELL_CHARS - len(CUT_MARKER)) + CUT_MARKER),
     ],
 )
-def test_every_value_is_written_raw_as_its_own_type(value: CellValue, expected: dict[str, Any]) -> None:
+def test_every_value_is_written_raw_as_its_own_type(value: CellValue, expected: RawValue) -> None:
+    written = raw_value(value)
+    assert written == expected
+    assert type(written) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Ann", {"userEnteredValue": {"stringValue": "Ann"}}),
+        ("=1+1", {"userEnteredValue": {"stringValue": "=1+1"}}),
+        (12, {"userEnteredValue": {"numberValue": 12}}),
+        (1.5, {"userEnteredValue": {"numberValue": 1.5}}),
+        (False, {"userEnteredValue": {"boolValue": False}}),
+        ("", {}),
+        (None, {}),
+    ],
+)
+def test_a_raw_value_as_cell_data_keeps_its_type_and_empty_clears(
+    value: RawValue, expected: dict[str, Any]
+) -> None:
     assert cell_data(value) == expected
 
 
@@ -175,13 +210,13 @@ def test_invalid_batches_are_refused(kwargs: dict[str, Any], message: str) -> No
         WorksheetBatch(**fields)
 
 
-def test_a_missing_worksheet_is_created_with_its_header_and_rows_appended() -> None:
+def test_a_missing_worksheet_is_created_with_its_header_and_rows_written_under_it() -> None:
     plan = plan_worksheet(batch((1, {"name": "Ann"}), ("k2", {"city": "Hue"})), None, new_sheet_id=42)
-    assert kinds(plan.requests) == ["addSheet", "updateCells", "appendCells"]
+    assert kinds(plan.requests) == ["addSheet", "updateCells"]
     add = plan.requests[0]["addSheet"]["properties"]
     assert add["sheetId"] == 42
     assert add["title"] == "People"
-    assert add["gridProperties"]["frozenRowCount"] == 1
+    assert add["gridProperties"] == {"rowCount": 1000, "columnCount": 3, "frozenRowCount": 1}
     header = plan.requests[1]["updateCells"]
     assert header["range"] == {
         "sheetId": 42,
@@ -191,15 +226,12 @@ def test_a_missing_worksheet_is_created_with_its_header_and_rows_appended() -> N
         "endColumnIndex": 3,
     }
     assert [c["userEnteredValue"]["stringValue"] for c in header["rows"][0]["values"]] == list(HEADERS)
-    rows = plan.requests[2]["appendCells"]["rows"]
-    assert rows == [
-        {"values": [cell_data(1), cell_data("Ann"), {}]},
-        {"values": [cell_data("k2"), {}, cell_data("Hue")]},
-    ]
-    assert (plan.created, plan.appended, plan.updated) == (True, 2, 0)
+    assert plan.values == (ValueBlock(1, 0, [[1, "Ann", None], ["k2", None, "Hue"]]),)
+    assert (plan.created, plan.appended, plan.updated, plan.tail_start) == (True, 2, 0, 3)
 
 
 def test_existing_keys_are_updated_in_place_and_new_ones_appended() -> None:
+    # A cold start: the read did not cover the rows under the last key, so Google finds where to append.
     snap = snapshot(HEADERS, ("1", "2", "3"))
     plan = plan_worksheet(
         batch(
@@ -208,31 +240,67 @@ def test_existing_keys_are_updated_in_place_and_new_ones_appended() -> None:
         snap,
         new_sheet_id=0,
     )
-    assert kinds(plan.requests) == ["updateCells", "appendCells"]
-    update = plan.requests[0]["updateCells"]
+    assert kinds(plan.requests) == ["appendCells"]
+    assert plan.requests[0]["appendCells"]["rows"] == [{"values": [cell_data("9"), cell_data("N"), {}]}]
     # Rows 2 and 3 (0-based sheet rows 2 and 3) are adjacent and share columns: one rectangle.
-    assert update["range"] == {
-        "sheetId": 7,
-        "startRowIndex": 2,
-        "endRowIndex": 4,
-        "startColumnIndex": 1,
-        "endColumnIndex": 3,
-    }
-    assert update["fields"] == "userEnteredValue"
+    assert plan.values == (ValueBlock(2, 1, [["B", "Hue"], ["C", "Hoi An"]]),)
     assert (plan.updated, plan.appended, plan.created) == (2, 1, False)
+    # The next read looks at every column from under the last key read.
+    assert plan.tail_start == 4
+
+
+@pytest.mark.parametrize(
+    ("tail", "rows", "start"),
+    [
+        # The tail read from under the last key is empty: new rows go right under it.
+        ((4, None), 1000, 4),
+        # A person's row with no key under ours: new rows go under it, as appendCells would put them.
+        ((4, 6), 1000, 7),
+        # The tail began higher than the last key now (rows were added since): still all seen.
+        ((2, None), 1000, 4),
+        # The grid ends at the last key: nothing below to look at.
+        (None, 4, 4),
+    ],
+)
+def test_new_rows_are_written_from_the_row_after_the_last_with_data(
+    tail: tuple[int, int | None] | None, rows: int, start: int
+) -> None:
+    snap = snapshot(HEADERS, ("1", "2", "3"), rows=rows, tail=tail)
+    plan = plan_worksheet(batch(("8", {"name": "N"}), ("9", {"city": "C"})), snap, new_sheet_id=0)
+    assert plan.values == (ValueBlock(start, 0, [["8", "N", None], ["9", None, "C"]]),)
+    assert plan.tail_start == start + 2
+    grown = [r["appendDimension"] for r in plan.requests]
+    if start + 2 > rows:
+        # Grown by what the rows need and as many again, so the next flushes need no structural request.
+        assert grown == [{"sheetId": 7, "dimension": "ROWS", "length": start + 2 - rows + 2}]
+        assert plan.row_count == start + 4
+    else:
+        assert grown == []
+        assert plan.row_count == rows
+
+
+def test_rows_removed_above_where_the_tail_began_fall_back_to_append_cells() -> None:
+    # The last read began at row 9, but the keys end at row 3 now: rows 4 to 8 were not seen.
+    snap = snapshot(HEADERS, ("1", "2", "3"), tail=(9, None))
+    plan = plan_worksheet(batch(("9", {"name": "N"})), snap, new_sheet_id=0)
+    assert kinds(plan.requests) == ["appendCells"]
+    assert plan.values == ()
+
+
+@pytest.mark.parametrize(("appended", "spare"), [(0, 0), (1, 1), (5000, 5000), (50_000, MAX_SPARE_ROWS)])
+def test_a_growing_grid_gets_room_for_as_many_rows_again_up_to_a_bound(appended: int, spare: int) -> None:
+    assert spare_rows(appended) == spare
 
 
 def test_a_persons_column_between_ours_is_never_written() -> None:
-    snap = snapshot(("id", "name", "notes", "city"), ("1",))
+    snap = snapshot(("id", "name", "notes", "city"), ("1",), tail=(2, None))
     plan = plan_worksheet(
         batch(("1", {"name": "A", "city": "X"}), ("2", {"name": "B", "city": "Y"})), snap, new_sheet_id=0
     )
-    updates = [r["updateCells"] for r in plan.requests if "updateCells" in r]
-    written = {(u["range"]["startColumnIndex"], u["range"]["endColumnIndex"]) for u in updates}
-    assert written == {(1, 2), (3, 4)}
-    appended = next(r["appendCells"] for r in plan.requests if "appendCells" in r)
-    # The new row's cell under "notes" is left empty (the row is new, so nothing is overwritten).
-    assert appended["rows"][0]["values"][2] == {}
+    updates = [block for block in plan.values if block.row == 1]
+    assert {(b.area.start_col, b.area.end_col) for b in updates} == {(1, 2), (3, 4)}
+    # The new row's cell under "notes" is null: left as it is (the row is new, so it is empty).
+    assert plan.values[-1] == ValueBlock(2, 0, [["2", "B", None, "Y"]])
 
 
 def test_scattered_rows_give_one_rectangle_per_adjacent_group() -> None:
@@ -240,18 +308,16 @@ def test_scattered_rows_give_one_rectangle_per_adjacent_group() -> None:
     plan = plan_worksheet(
         batch(*[(str(i), {"name": f"n{i}"}) for i in (0, 1, 2, 5, 7, 8)]), snap, new_sheet_id=0
     )
-    ranges = [
-        (r["updateCells"]["range"]["startRowIndex"], r["updateCells"]["range"]["endRowIndex"])
-        for r in plan.requests
-    ]
-    assert ranges == [(1, 4), (6, 7), (8, 10)]
+    assert [(b.area.start_row, b.area.end_row) for b in plan.values] == [(1, 4), (6, 7), (8, 10)]
+    assert plan.requests == ()
 
 
 def test_headers_past_the_grid_grow_it_first_in_the_same_batch() -> None:
     snap = snapshot(("id", "name"), ("1",), columns=2)
     plan = plan_worksheet(batch(("1", {"city": "Hue"})), snap, new_sheet_id=0)
-    assert kinds(plan.requests) == ["appendDimension", "updateCells", "updateCells"]
+    assert kinds(plan.requests) == ["appendDimension", "updateCells"]
     assert plan.requests[0]["appendDimension"] == {"sheetId": 7, "dimension": "COLUMNS", "length": 1}
+    assert plan.values == (ValueBlock(1, 2, [["Hue"]]),)
     assert plan.layout.added == ("city",)
     assert plan.column_count == 3
 
@@ -266,8 +332,7 @@ def test_a_key_header_renamed_away_is_readded_and_its_rows_appended() -> None:
 
 def test_a_duplicated_key_updates_only_its_first_row_and_is_reported() -> None:
     plan = plan_worksheet(batch(("a", {"name": "new"})), snapshot(HEADERS, ("b", "a", "a")), new_sheet_id=0)
-    (request,) = plan.requests
-    assert request["updateCells"]["range"]["startRowIndex"] == 2
+    assert plan.values == (ValueBlock(2, 1, [["new"]]),)
     assert plan.duplicate_keys == ("a",)
 
 
@@ -283,22 +348,53 @@ def test_key_cells_from_the_wrong_column_are_refused() -> None:
 
 def test_nothing_to_do_plans_no_request() -> None:
     plan = plan_worksheet(batch(("1", {})), snapshot(HEADERS, ("1",)), new_sheet_id=0)
-    assert plan.requests == ()
+    assert (plan.requests, plan.values) == ((), ())
+    assert encode_writes([plan], 2_000_000) == []
 
 
 def test_a_large_write_is_split_into_bodies_under_the_limit() -> None:
     limit = 50_000
     upserts = [(f"k{i}", {"name": "x" * 200, "city": "y" * 200}) for i in range(1000)]
     updates = [(str(i), {"name": "z" * 300}) for i in range(300)]
-    snap = snapshot(HEADERS, tuple(str(i) for i in range(300)))
+    snap = snapshot(HEADERS, tuple(str(i) for i in range(300)), rows=301)
     plan = plan_worksheet(batch(*upserts, *updates), snap, new_sheet_id=0, max_request_bytes=limit)
-    bodies = pack_requests(list(plan.requests), limit)
+    bodies = encode_writes([plan], limit)
     assert len(bodies) > 8
-    for body in bodies:
-        assert len(msgspec.json.encode({"requests": body})) <= limit
-    appended = sum(len(r["appendCells"]["rows"]) for r in plan.requests if "appendCells" in r)
-    updated = sum(len(r["updateCells"]["rows"]) for r in plan.requests if "updateCells" in r)
-    assert (appended, updated) == (1000, 300)
+    assert [body.values for body in bodies] == [False] + [True] * (len(bodies) - 1)
+    assert msgspec.json.decode(bodies[0].payload)["requests"] == list(plan.requests)
+    written: list[int] = []
+    for body in bodies[1:]:
+        assert len(body.payload) <= limit
+        for value_range in msgspec.json.decode(body.payload)["data"]:
+            first, last = map(int, re.findall(r"[A-Z]+(\d+)", value_range["range"].split("!")[1]))
+            assert len(value_range["values"]) == last - first + 1
+            written.extend(range(first, last + 1))
+    # Every updated row (2 to 301) and every new one (302 to 1301) exactly once.
+    assert sorted(written) == list(range(2, 1302))
+    assert (plan.updated, plan.appended) == (300, 1000)
+
+
+def test_values_ranges_name_the_sheet_and_the_rectangle() -> None:
+    snap = snapshot(HEADERS, ("1", "2"), rows=10, tail=(3, None))
+    plan = plan_worksheet(batch(("2", {"city": "Hue"}), ("3", {"name": "C"})), snap, new_sheet_id=0)
+    (values,) = encode_writes([plan], 2_000_000)
+    assert values.values is True
+    assert msgspec.json.decode(values.payload) == {
+        "valueInputOption": "RAW",
+        "data": [
+            {"range": "'People'!C3:C3", "values": [["Hue"]]},
+            {"range": "'People'!A4:C4", "values": [["3", "C"]]},
+        ],
+    }
+
+
+def test_a_small_flush_with_structural_requests_is_one_batch_update() -> None:
+    plan = plan_worksheet(batch(("1", {"name": "A"})), None, new_sheet_id=5)
+    (body,) = encode_writes([plan], 2_000_000)
+    assert body.values is False
+    requests = msgspec.json.decode(body.payload)["requests"]
+    assert [next(iter(r)) for r in requests] == ["addSheet", "updateCells", "updateCells"]
+    assert requests[2]["updateCells"]["rows"] == [{"values": [cell_data("1"), cell_data("A"), {}]}]
 
 
 def test_packing_keeps_order_and_puts_each_request_once() -> None:

@@ -97,7 +97,7 @@ def test_new_keys_are_appended_and_existing_ones_updated_in_one_read_and_one_wri
     report = writer.flush(
         spreadsheet_id, [people((2, {"city": "Da Nang"}), (3, {"name": "Chi", "city": None}))]
     )
-    assert server.counts() == {"spreadsheets.get": 1, "spreadsheets.batchUpdate": 1}
+    assert server.counts() == {"spreadsheets.get": 1, "values.batchUpdate": 1}
     assert (report.rows_updated, report.rows_appended, report.requests) == (1, 1, 2)
     assert server.sheet_values(spreadsheet_id, "People") == [
         ["id", "name", "city"],
@@ -126,7 +126,7 @@ def test_several_worksheets_share_one_read_and_one_write(
     writer.flush(
         spreadsheet_id, [people(("b", {"name": "B"})), people(("o1", {"city": "Y"}), title="Orders")]
     )
-    assert server.counts() == {"spreadsheets.get": 1, "spreadsheets.batchUpdate": 1}
+    assert server.counts() == {"spreadsheets.get": 1, "values.batchUpdate": 1}
     assert server.sheet_values(spreadsheet_id, "Orders") == [["id", "name", "city"], ["o1", "", "Y"]]
 
 
@@ -316,7 +316,8 @@ def test_a_write_split_over_the_size_limit_lands_whole(
         spreadsheet_id, [people(*[(i, {"name": "n" * 100, "city": str(i)}) for i in range(600)])]
     )
     assert report.write_requests > 3
-    assert server.counts()["spreadsheets.batchUpdate"] == report.write_requests
+    counts = server.counts()
+    assert counts["spreadsheets.batchUpdate"] + counts["values.batchUpdate"] == report.write_requests
     assert len(rows_by_key(server.sheet_values(spreadsheet_id, "People"))) == 600
 
 
@@ -465,3 +466,66 @@ def test_a_sheet_of_only_a_header_row_gets_its_rows(server: LocalSheets, make_wr
     report = make_writer().flush(sid, [people(("a", {"name": "Ann"}), ("b", {"city": "Hue"}))])
     assert report.rows_appended == 2
     assert server.sheet_values(sid, "People") == [["name", "id", "city"], ["Ann", "a"], ["", "b", "Hue"]]
+
+
+def test_new_rows_go_under_a_row_a_person_typed_below_ours(
+    server: LocalSheets, spreadsheet_id: str, make_writer: WriterFactory
+) -> None:
+    writer = make_writer()
+    writer.flush(spreadsheet_id, [people(("a", {"name": "Ann"}))])
+    writer.flush(spreadsheet_id, [people(("b", {"name": "Bo"}))])
+    # A note two rows under ours, with no key: appendCells would put the next rows under it, and so do we.
+    worksheet(server, spreadsheet_id).update([["", "", "a note"]], "A6")
+    server.reset_counts()
+    writer.flush(spreadsheet_id, [people(("c", {"name": "Chi"}), ("d", {"city": "Hue"}))])
+    # The read covered every column under our rows, so the rows went in as values: one read, one write.
+    assert server.counts() == {"spreadsheets.get": 1, "values.batchUpdate": 1}
+    assert server.sheet_values(spreadsheet_id, "People")[1:] == [
+        ["a", "Ann"],
+        ["b", "Bo"],
+        [],
+        [],
+        ["", "", "a note"],
+        ["c", "Chi"],
+        ["d", "", "Hue"],
+    ]
+
+
+def test_a_growing_grid_gets_spare_rows_and_the_next_flush_writes_only_values(
+    server: LocalSheets, make_writer: WriterFactory
+) -> None:
+    sid = server.new_spreadsheet([{"title": "People", "rows": 1, "columns": 3, "values": [list(HEADERS)]}])
+    writer = make_writer()
+    writer.flush(sid, [people(*[(f"a{i:03d}", {"name": "x"}) for i in range(100)])])
+    assert server.sheet(sid, "People")["rowCount"] == 1 + 100 + 100
+    server.reset_counts()
+    writer.flush(sid, [people(*[(f"b{i:03d}", {"name": "y"}) for i in range(100)])])
+    assert server.counts() == {"spreadsheets.get": 1, "values.batchUpdate": 1}
+    server.reset_counts()
+    # The grid is full now: the next rows grow it again (in the same request when that is small).
+    writer.flush(sid, [people(("c", {"name": "z"}))])
+    assert server.counts() == {"spreadsheets.get": 1, "spreadsheets.batchUpdate": 1}
+    values = server.sheet_values(sid, "People")
+    assert [row[0] for row in values[1:]] == [f"a{i:03d}" for i in range(100)] + [
+        f"b{i:03d}" for i in range(100)
+    ] + ["c"]
+    assert server.sheet(sid, "People")["rowCount"] == 203
+
+
+def test_rows_deleted_above_where_the_last_read_looked_are_refilled_by_append_cells(
+    server: LocalSheets, spreadsheet_id: str, make_writer: WriterFactory
+) -> None:
+    writer = make_writer()
+    writer.flush(spreadsheet_id, [people(*[(k, {"name": k.upper()}) for k in "abcd"])])
+    ws = worksheet(server, spreadsheet_id)
+    body = {"range": {"sheetId": ws.id, "dimension": "ROWS", "startIndex": 3, "endIndex": 5}}
+    ws.spreadsheet.batch_update({"requests": [{"deleteDimension": body}]})
+    ws.update([["", "kept"]], "A5")
+    writer.flush(spreadsheet_id, [people(("e", {"name": "E"}))])
+    assert server.sheet_values(spreadsheet_id, "People")[1:] == [
+        ["a", "A"],
+        ["b", "B"],
+        [],
+        ["", "kept"],
+        ["e", "E"],
+    ]
