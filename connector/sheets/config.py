@@ -64,6 +64,9 @@ class RateLimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     writes_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 50
     # Space requests evenly (60 s / budget apart) instead of allowing the whole budget in a burst.
     smooth: bool = True
+    # With smooth: up to this many requests may go back to back (a flush's writes), so long as every
+    # run of that many averages the spacing; 1 spaces every request.
+    burst: Annotated[int, msgspec.Meta(ge=1, le=60)] = 4
     # The length of Google's quota window; only a simulation (a benchmark with a faster minute) changes it.
     window_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
 

@@ -16,8 +16,8 @@ our last one) and a batch of upserts, :func:`plan_worksheet` returns what brings
 A values write carries bare values, about a third of the bytes of the same cells as ``CellData``; Google
 allows some 60 write requests a minute and recommends at most 2 MB a request, so bytes per row decide how
 fast a backlog drains. Values writes do not grow the grid, so rows are added (``appendDimension``) with
-room for as many again (up to :data:`MAX_SPARE_ROWS`): the next flushes of a growing sheet then need no
-structural request at all. :func:`encode_writes` turns a flush's plans into the fewest request bodies.
+room for twice as many again (up to :data:`MAX_SPARE_ROWS`): the next flushes of a growing sheet then
+need no structural request at all. :func:`encode_writes` turns a flush's plans into the fewest request bodies.
 
 Every value is written RAW as its own type (:func:`raw_value`): strings stay text even when they look like
 a formula (``=IMPORTXML(...)``, ``+1``, ``@x``), numbers stay numbers, booleans booleans. ``None`` clears
@@ -83,7 +83,7 @@ CUT_MARKER = " …[cut: over 50,000 characters]"
 _MAX_EXACT_INT = 2**53
 NEW_SHEET_ROWS = 1000
 # The most empty rows a growing grid is given beyond what a flush needs (see spare_rows).
-MAX_SPARE_ROWS = 10_000
+MAX_SPARE_ROWS = 30_000
 _FIELDS = "userEnteredValue"
 # What a sub-request costs in the batch body beyond its own JSON (comma, envelope share).
 _ENVELOPE_BYTES = 64
@@ -400,8 +400,9 @@ def append_start(snapshot: SheetSnapshot, header_row: int) -> int | None:
 
 
 def spare_rows(appended: int) -> int:
-    """Empty rows added beyond those needed when the grid must grow: room for the next flushes' rows."""
-    return min(appended, MAX_SPARE_ROWS)
+    """Empty rows added beyond those needed when the grid must grow: room for the next two flushes of as
+    many rows (a backlog drains in flushes of about the same size), up to MAX_SPARE_ROWS."""
+    return min(2 * appended, MAX_SPARE_ROWS)
 
 
 def plan_worksheet(

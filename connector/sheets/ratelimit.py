@@ -8,7 +8,9 @@ two writers using the same service account draw on one budget.
 
 A window alone lets the whole budget go in a burst and then stalls every writer for most of a minute,
 which is what a steady stream of flushes runs into; so by default (``smooth``) requests are also spaced
-at least ``60 s / budget`` apart, and a request waits at most about that long.
+``60 s / budget`` apart on average: any ``burst`` requests in a row span at least ``burst`` spacings.
+A flush's few writes then go back to back (a batchUpdate, then its values, more than one body for a
+backlog) instead of each waiting a spacing, while a minute still never holds more than the budget.
 
 The configured budget is a ceiling, not a promise: other tools using the same credential draw on the same
 Google quota, and Google answers 429 without a ``Retry-After``. So each budget adapts (AIMD, as TCP
@@ -38,8 +40,9 @@ WINDOW_SECONDS = 60.0
 
 
 class SlidingWindow:
-    """At most ``limit`` acquisitions in any ``window`` seconds, and none closer than ``min_interval`` to
-    the one before; ``acquire`` blocks until one is allowed."""
+    """At most ``limit`` acquisitions in any ``window`` seconds, and none closer than ``burst`` times
+    ``min_interval`` to the ``burst``-th one before it (with ``burst`` 1: to the one before);
+    ``acquire`` blocks until one is allowed."""
 
     def __init__(
         self,
@@ -47,6 +50,7 @@ class SlidingWindow:
         window: float = WINDOW_SECONDS,
         *,
         min_interval: float = 0.0,
+        burst: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -55,17 +59,20 @@ class SlidingWindow:
         self._limit = limit
         self._window = window
         self._min_interval = min_interval
+        self._burst = max(1, burst)
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
-    def set_limit(self, limit: int, min_interval: float) -> None:
-        """Change the number of acquisitions allowed per window (and their spacing)."""
+    def set_limit(self, limit: int, min_interval: float, burst: int | None = None) -> None:
+        """Change the number of acquisitions allowed per window (and their spacing, and burst)."""
         with self._lock:
             self._limit = max(1, limit)
             self._min_interval = min_interval
+            if burst is not None:
+                self._burst = max(1, burst)
 
     def pause(self, seconds: float) -> None:
         """Allow nothing for ``seconds`` from now (a longer pause already set is kept)."""
@@ -96,8 +103,10 @@ class SlidingWindow:
         if now < self._paused_until:
             return max(self._paused_until - now, 1e-3)
         self._evict(now)
-        if self._sent and now < self._sent[-1] + self._min_interval:
-            return max(self._sent[-1] + self._min_interval - now, 1e-3)
+        if len(self._sent) >= self._burst:
+            spaced = self._sent[-self._burst] + self._burst * self._min_interval
+            if now < spaced:
+                return max(spaced - now, 1e-3)
         if len(self._sent) < self._limit:
             return 0.0
         return max(self._sent[0] + self._window - now, 1e-3)
@@ -154,12 +163,18 @@ class RateLimiter:
     ) -> None:
         self._credential = credential  # whose budget: the label of its metrics
         self._smooth = settings.smooth
+        self._burst = settings.burst
         self._window_seconds = settings.window_seconds
         self._lock = threading.Lock()
 
         def budget(kind: RequestKind, limit: int) -> _Budget:
             window = SlidingWindow(
-                limit, settings.window_seconds, min_interval=self._spacing(limit), clock=clock, sleep=sleep
+                limit,
+                settings.window_seconds,
+                min_interval=self._spacing(limit),
+                burst=self._burst,
+                clock=clock,
+                sleep=sleep,
             )
             metrics.SHEETS_BUDGET.labels(kind, credential).set(limit)
             return _Budget(kind, limit, window)
@@ -177,6 +192,7 @@ class RateLimiter:
         budget cut by 429s stays cut, under the new ceiling."""
         with self._lock:
             self._smooth = settings.smooth
+            self._burst = settings.burst
             for state, ceiling in (
                 (self._budgets["read"], settings.reads_per_minute),
                 (self._budgets["write"], settings.writes_per_minute),
@@ -224,7 +240,7 @@ class RateLimiter:
 
     def _set(self, state: _Budget, budget: float) -> None:
         state.budget = budget
-        state.window.set_limit(int(budget), self._spacing(budget))
+        state.window.set_limit(int(budget), self._spacing(budget), self._burst)
         metrics.SHEETS_BUDGET.labels(state.kind, self._credential).set(budget)
 
     def state(self) -> list[BudgetState]:
@@ -243,7 +259,7 @@ class RateLimiter:
             ]
 
 
-_shared: dict[tuple[str, int, int, bool, float], RateLimiter] = {}
+_shared: dict[tuple[str, int, int, bool, int, float], RateLimiter] = {}
 _shared_lock = threading.Lock()
 
 
@@ -254,6 +270,7 @@ def shared_limiter(credential_id: str, settings: RateLimitSettings) -> RateLimit
         settings.reads_per_minute,
         settings.writes_per_minute,
         settings.smooth,
+        settings.burst,
         settings.window_seconds,
     )
     with _shared_lock:

@@ -3,8 +3,8 @@
 Google counts requests per minute per credential, so workers on several hosts must draw on one budget
 (one per credential of a pool, ``connector.sheets.pool``):
 :class:`PgBudget` keeps the send times of the last minute in the table ``sheets_requests`` and admits a
-request only while no 60-second window holds more than the budget (and, with ``smooth``, no two requests
-are closer than ``60 s / budget``), exactly as the in-process :class:`~connector.sheets.ratelimit.SlidingWindow`
+request only while no 60-second window holds more than the budget (and, with ``smooth``, no ``burst``
+requests in a row span less than ``burst`` times ``60 s / budget``), exactly as the in-process :class:`~connector.sheets.ratelimit.SlidingWindow`
 does. Each admission is one transaction holding an advisory lock on ``(credential, kind)``, so
 concurrent workers take turns; the times are the database's clock, the same for every host.
 """
@@ -32,13 +32,14 @@ WINDOW_MS: Final = int(WINDOW_SECONDS * 1000)
 
 
 def window_delay(
-    now_ms: int, sent: int, oldest_ms: int | None, newest_ms: int | None, limit: int, spacing_ms: int
+    now_ms: int, sent: int, oldest_ms: int | None, spaced_from_ms: int | None, limit: int, spacing_ms: int
 ) -> int:
     """Milliseconds until one more request fits (0: now), given the requests of the last window: both
-    ``spacing_ms`` after the newest and, with the window full, until its oldest leaves it."""
+    ``spacing_ms`` after ``spaced_from_ms`` (the newest request, or the burst-th newest with the
+    burst's spacings) and, with the window full, until its oldest leaves it."""
     delay = 0
-    if newest_ms is not None:
-        delay = newest_ms + spacing_ms - now_ms
+    if spaced_from_ms is not None:
+        delay = spaced_from_ms + spacing_ms - now_ms
     if sent >= limit and oldest_ms is not None:
         delay = max(delay, oldest_ms + WINDOW_MS - now_ms)
     return max(delay, 1) if delay > 0 or sent >= limit else 0
@@ -63,6 +64,7 @@ class PgBudget(RateLimiter):
             "write": settings.writes_per_minute,
         }
         self._smooth = settings.smooth
+        self._burst = settings.burst
         self._sleep = sleep
         self._lock = threading.Lock()
 
@@ -88,7 +90,7 @@ class PgBudget(RateLimiter):
 
     def _look(self, kind: RequestKind, *, take: bool) -> float:
         limit = self._limits[kind]
-        spacing_ms = WINDOW_MS // limit if self._smooth else 0
+        spacing_ms = self._burst * (WINDOW_MS // limit) if self._smooth else 0
         key = f"{self._credential}:{kind}"
         with self._lock, store_errors("request budget"), self._pool.connection() as conn, conn.transaction():
             if take:
@@ -102,11 +104,18 @@ class PgBudget(RateLimiter):
                     (self._credential, kind, now - WINDOW_MS),
                 )
             stats: Any = conn.execute(
-                "SELECT COUNT(*), MIN(sent_ms), MAX(sent_ms) FROM sheets_requests"
+                "SELECT COUNT(*), MIN(sent_ms) FROM sheets_requests"
                 " WHERE credential = %s AND kind = %s AND sent_ms > %s",
                 (self._credential, kind, now - WINDOW_MS),
             ).fetchone()
-            delay = window_delay(now, int(stats[0]), stats[1], stats[2], limit, spacing_ms)
+            # The burst-th newest request: the next may go once the burst's spacings have passed since.
+            spaced_from: Any = conn.execute(
+                "SELECT sent_ms FROM sheets_requests WHERE credential = %s AND kind = %s AND sent_ms > %s"
+                " ORDER BY sent_ms DESC OFFSET %s LIMIT 1",
+                (self._credential, kind, now - WINDOW_MS, self._burst - 1),
+            ).fetchone()
+            anchor = spaced_from[0] if spaced_from is not None else None
+            delay = window_delay(now, int(stats[0]), stats[1], anchor, limit, spacing_ms)
             if take and delay == 0:
                 conn.execute(
                     "INSERT INTO sheets_requests (credential, kind, sent_ms) VALUES (%s, %s, %s)",

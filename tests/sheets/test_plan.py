@@ -271,9 +271,9 @@ def test_new_rows_are_written_from_the_row_after_the_last_with_data(
     assert plan.tail_start == start + 2
     grown = [r["appendDimension"] for r in plan.requests]
     if start + 2 > rows:
-        # Grown by what the rows need and as many again, so the next flushes need no structural request.
-        assert grown == [{"sheetId": 7, "dimension": "ROWS", "length": start + 2 - rows + 2}]
-        assert plan.row_count == start + 4
+        # Grown by what the rows need and twice as many again, so the next flushes need no batchUpdate.
+        assert grown == [{"sheetId": 7, "dimension": "ROWS", "length": start + 2 - rows + 4}]
+        assert plan.row_count == start + 6
     else:
         assert grown == []
         assert plan.row_count == rows
@@ -287,8 +287,8 @@ def test_rows_removed_above_where_the_tail_began_fall_back_to_append_cells() -> 
     assert plan.values == ()
 
 
-@pytest.mark.parametrize(("appended", "spare"), [(0, 0), (1, 1), (5000, 5000), (50_000, MAX_SPARE_ROWS)])
-def test_a_growing_grid_gets_room_for_as_many_rows_again_up_to_a_bound(appended: int, spare: int) -> None:
+@pytest.mark.parametrize(("appended", "spare"), [(0, 0), (1, 2), (5000, 10_000), (50_000, MAX_SPARE_ROWS)])
+def test_a_growing_grid_gets_room_for_two_flushes_as_large_up_to_a_bound(appended: int, spare: int) -> None:
     assert spare_rows(appended) == spare
 
 

@@ -96,7 +96,7 @@ def test_threads_share_one_budget() -> None:
 def test_smooth_budget_spaces_requests_evenly_instead_of_bursting() -> None:
     clock = FakeClock()
     limiter = RateLimiter(
-        RateLimitSettings(reads_per_minute=50, writes_per_minute=50), clock=clock, sleep=clock.sleep
+        RateLimitSettings(reads_per_minute=50, writes_per_minute=50, burst=1), clock=clock, sleep=clock.sleep
     )
     waits = [limiter.acquire("read") for _ in range(60)]
     # Never the whole budget at once and then most of a minute of stall: one request every 1.2 s.
@@ -104,6 +104,39 @@ def test_smooth_budget_spaces_requests_evenly_instead_of_bursting() -> None:
     assert max(waits) <= 1.2 + 1e-9
     assert sum(waits) == pytest.approx(59 * 1.2)
     assert limiter.acquire("write") == 0.0  # the other kind has its own spacing
+
+
+def test_a_flushs_few_writes_go_back_to_back_and_the_next_few_a_burst_of_spacings_later() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(RateLimitSettings(writes_per_minute=50), clock=clock, sleep=clock.sleep)
+    # 50 a minute, bursts of 4 (the default): four at once, then each waits for the fourth before it.
+    assert [limiter.acquire("write") for _ in range(4)] == [0.0] * 4
+    assert limiter.acquire("write") == pytest.approx(4.8)
+    assert [limiter.acquire("write") for _ in range(3)] == [0.0] * 3
+    clock.now += 10  # a quiet spell: the next burst need not wait
+    assert [limiter.acquire("write") for _ in range(4)] == [0.0] * 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    burst=st.integers(1, 5),
+    gaps=st.lists(st.floats(0, 5, allow_nan=False), min_size=1, max_size=60),
+)
+def test_any_burst_of_requests_in_a_row_spans_its_spacings_and_no_minute_holds_more_than_the_budget(
+    burst: int, gaps: list[float]
+) -> None:
+    clock = FakeClock()
+    limit, spacing = 20, 3.0
+    window = SlidingWindow(limit, min_interval=spacing, burst=burst, clock=clock, sleep=clock.sleep)
+    sent: list[float] = []
+    for gap in gaps:
+        clock.now += gap
+        window.acquire()
+        sent.append(clock.now)
+    for index in range(burst, len(sent)):
+        assert sent[index] - sent[index - burst] >= burst * spacing - 1e-9
+    for index, first in enumerate(sent):
+        assert sum(1 for t in sent[index:] if t < first + 60) <= limit
 
 
 def test_bursty_budget_when_smoothing_is_off() -> None:
@@ -183,7 +216,7 @@ def test_a_flush_is_not_due_while_writes_wait_for_the_quota_window() -> None:
 
 
 def test_a_flush_may_start_while_its_write_is_only_the_smoothing_interval_away() -> None:
-    settings = SheetsSettings(api_root="http://127.0.0.1:9")
+    settings = SheetsSettings(api_root="http://127.0.0.1:9", rate_limit=RateLimitSettings(burst=1))
     limiter = RateLimiter(settings.rate_limit)
     writer = SheetWriter(connect(settings, environ={}), settings, limiter=limiter)
     limiter.acquire("write")  # the last write of a flush: the next may go 1.2 s later (50 a minute)

@@ -497,19 +497,18 @@ def test_a_growing_grid_gets_spare_rows_and_the_next_flush_writes_only_values(
     sid = server.new_spreadsheet([{"title": "People", "rows": 1, "columns": 3, "values": [list(HEADERS)]}])
     writer = make_writer()
     writer.flush(sid, [people(*[(f"a{i:03d}", {"name": "x"}) for i in range(100)])])
-    assert server.sheet(sid, "People")["rowCount"] == 1 + 100 + 100
+    assert server.sheet(sid, "People")["rowCount"] == 1 + 100 + 200
     server.reset_counts()
-    writer.flush(sid, [people(*[(f"b{i:03d}", {"name": "y"}) for i in range(100)])])
-    assert server.counts() == {"spreadsheets.get": 1, "values.batchUpdate": 1}
+    for batch in ("b", "c"):
+        writer.flush(sid, [people(*[(f"{batch}{i:03d}", {"name": "y"}) for i in range(100)])])
+    assert server.counts() == {"spreadsheets.get": 2, "values.batchUpdate": 2}
     server.reset_counts()
     # The grid is full now: the next rows grow it again (in the same request when that is small).
-    writer.flush(sid, [people(("c", {"name": "z"}))])
+    writer.flush(sid, [people(("d", {"name": "z"}))])
     assert server.counts() == {"spreadsheets.get": 1, "spreadsheets.batchUpdate": 1}
     values = server.sheet_values(sid, "People")
-    assert [row[0] for row in values[1:]] == [f"a{i:03d}" for i in range(100)] + [
-        f"b{i:03d}" for i in range(100)
-    ] + ["c"]
-    assert server.sheet(sid, "People")["rowCount"] == 203
+    assert [row[0] for row in values[1:]] == [f"{b}{i:03d}" for b in "abc" for i in range(100)] + ["d"]
+    assert server.sheet(sid, "People")["rowCount"] == 301 + 1 + 2
 
 
 def test_rows_deleted_above_where_the_last_read_looked_are_refilled_by_append_cells(

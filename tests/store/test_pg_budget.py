@@ -52,9 +52,11 @@ def test_a_smooth_budget_spaces_requests_across_workers() -> None:
     with fresh_schema() as url:
         first, second = (PgBudget(url, "robot@example.iam", RateLimitSettings()) for _ in range(2))
         try:
-            assert first.try_acquire("read") == 0.0
-            wait = second.try_acquire("read")  # 50 a minute: 1.2 s apart, whichever worker sends
-            assert 1.0 < wait <= 1.2
+            for worker in (first, second, first, second):
+                assert worker.try_acquire("read") == 0.0
+            # 50 a minute, bursts of 4: the fifth goes 4 x 1.2 s after the first, whichever worker sends.
+            wait = second.try_acquire("read")
+            assert 4.5 < wait <= 4.8
             assert second.try_acquire("write") == 0.0
         finally:
             first.close()
