@@ -128,7 +128,7 @@ def test_a_flush_waits_for_the_request_budget_before_claiming(connector, samples
             self.now += seconds
 
     clock = Clock()
-    budget = RateLimitSettings(reads_per_minute=2, writes_per_minute=2)
+    budget = RateLimitSettings(reads_per_minute=2, writes_per_minute=2, burst=1)
     limiter = RateLimiter(budget, clock=clock, sleep=clock.sleep)
     sheets = connector.settings.sheets
     writer = SheetWriter(connect(sheets, environ={}), sheets, limiter=limiter)
