@@ -10,10 +10,12 @@ loop. One connection per instance, guarded by a lock so that a heartbeat thread 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Literal
@@ -76,7 +78,6 @@ WHERE locks.until_ms <= ?
 RETURNING token
 """
 
-SELECT_STATE: Final = "SELECT state FROM entity_state WHERE kind = ? AND company_id = ? AND entity_id = ?"
 
 UPSERT_STATE: Final = """
 INSERT INTO entity_state (kind, company_id, entity_id, state) VALUES (?, ?, ?, ?)
@@ -356,13 +357,19 @@ class SqliteStore:
     # --- entity state -------------------------------------------------------------------------------------
 
     def load(self, keys: Iterable[EntityKey]) -> dict[EntityKey, EntityState]:
-        found: dict[EntityKey, EntityState] = {}
+        ids: dict[tuple[str, int], set[int]] = defaultdict(set)
+        for key in keys:
+            ids[key.kind, key.company_id].add(key.entity_id)
+        blobs: list[bytes] = []
         with self._db(write=False) as db:
-            for key in set(keys):
-                row = db.execute(SELECT_STATE, (key.kind, key.company_id, key.entity_id)).fetchone()
-                if row is not None:
-                    found[key] = decode_state(row[0])
-        return found
+            for (kind, company_id), wanted in ids.items():
+                entity_ids = sorted(wanted)
+                for start in range(0, len(entity_ids), ROWS_PER_TRANSACTION):
+                    chunk = entity_ids[start : start + ROWS_PER_TRANSACTION]
+                    rows = db.execute(_select_states_sql(len(chunk)), (kind, company_id, *chunk))
+                    blobs += [blob for (blob,) in rows]
+        states = map(decode_state, blobs)
+        return {state.key: state for state in states}
 
     def save_states(self, states: Iterable[EntityState]) -> None:
         with self._db() as db:
@@ -491,6 +498,15 @@ class SqliteStore:
         with self._db(write=False) as db:
             subjects, events = db.execute(SUBJECTS_WAITING, (status,)).fetchone()
             return int(subjects), int(events)
+
+
+@functools.lru_cache(maxsize=64)
+def _select_states_sql(ids: int) -> str:
+    """The states of ``ids`` entities of one kind and company, in one statement."""
+    # Only placeholders are interpolated; every value is bound.
+    placeholders = ", ".join(["?"] * ids)
+    where = f"kind = ? AND company_id = ? AND entity_id IN ({placeholders})"
+    return f"SELECT state FROM entity_state WHERE {where}"  # noqa: S608
 
 
 def state_rows(states: Iterable[EntityState]) -> list[tuple[str, int, int, bytes]]:

@@ -12,7 +12,7 @@ from connector.errors import StaleFence
 from connector.store.protocols import WorkStore
 from connector.store.records import InboxRecord
 from connector.sync.state import EntityKey, fold_batch
-from tests.state.conftest import sample
+from tests.state.conftest import envelope, sample
 from tests.store.conftest import Backend, record
 
 ALL = (1, 2)
@@ -179,6 +179,24 @@ def test_saved_states_replace_older_ones_and_are_listed_by_company(store: WorkSt
     assert [s.key for s in store.company_states("order", 1)] == [ORDER]
     assert store.company_states("customer", 2) == []
     assert store.state_counts() == {"customer": 1, "order": 1}
+
+
+def test_load_finds_every_saved_state_of_many_entities_of_every_kind_and_company(store: WorkStore) -> None:
+    # More entities of one kind and company than one statement asks for, two companies, both kinds.
+    envelopes = [
+        envelope(
+            n, event_type="customer_updated", timestamp=n, company_id=company, data={"customer": {"id": n}}
+        )
+        for company in (1, 2)
+        for n in range(1, 1_201)
+    ] + [envelope(n, event_type="order_created", timestamp=n, data={"order_id": n}) for n in range(1, 601)]
+    saved = fold_batch({}, envelopes)
+    store.save_states(saved.values())
+    missing = [EntityKey("customer", 1, 5_000), EntityKey("order", 2, 1), EntityKey("customer", 3, 1)]
+    wanted = [*saved][::3] + missing
+    assert store.load(wanted) == {key: saved[key] for key in wanted if key in saved}
+    assert store.load(iter(saved)) == saved  # any iterable of keys
+    assert store.load([]) == {}
 
 
 def test_events_of_a_company_come_in_batches_without_unknown_types(store: WorkStore) -> None:
