@@ -42,6 +42,7 @@ __all__ = [
     "UnknownEvent",
     "content_key",
     "decode_body",
+    "decode_stored",
     "subject_of",
 ]
 
@@ -285,6 +286,21 @@ def decode_body(body: bytes) -> DecodedBody:
     except RecursionError:
         raise EventDecodeError("body is nested too deeply") from None
     return DecodedBody(event=event, content_key=key)
+
+
+def decode_stored(body: bytes) -> KnownEvent | UnknownEvent:
+    """The event of a body the inbox stored, as :func:`decode_body` decodes it, or its error.
+
+    The content key is stored with the body, so it is not computed again; a body of a known type is
+    decoded once, with the typed decoder, which checks the syntax and depth of the fields it skips as
+    well. Anything else (an unknown type, a body that no longer decodes) takes decode_body's way.
+    """
+    try:
+        event: KnownEvent = _known_decoder.decode(body)
+        body.decode()  # the typed decoder skips unknown fields' text without checking its UTF-8
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return decode_body(body).event
+    return event
 
 
 def subject_of(event: KnownEvent | UnknownEvent) -> str | None:

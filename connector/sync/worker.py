@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from connector import metrics
 from connector.budget_file import save_budget
 from connector.errors import StaleFence
-from connector.events import EventDecodeError, UnknownEvent, decode_body
+from connector.events import EventDecodeError, UnknownEvent, decode_stored
 from connector.journal import Journal
 from connector.mapping_watch import MappingWatcher
 from connector.settings import Settings, WorkerSettings
@@ -83,7 +83,7 @@ def envelope_of(stored: StoredEvent) -> Envelope | str:
     """The fold input for a stored event, or why it has none (its body no longer decodes, or its type is
     one this version does not know)."""
     try:
-        event = decode_body(stored.body).event
+        event = decode_stored(stored.body)
     except EventDecodeError as exc:
         return f"stored body does not decode: {exc}"
     if isinstance(event, UnknownEvent):
