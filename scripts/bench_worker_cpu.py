@@ -11,7 +11,8 @@ them the way a flush does, ``--batch`` at a time, and prints the CPU microsecond
 * rows:    the rows of every worksheet of the shipped mapping (worker.worksheet_batches);
 * commit:  save the states, mark the events done (SqliteStore.commit_flush), drop the lock.
 
-Writing the rows (the sheet writer and the Sheets API) is not included: scripts/bench_sheets.py and
+The interpreter is set up as in a worker process (worker.tune_interpreter_for_flushes). Writing the
+rows (the sheet writer and the Sheets API) is not included: scripts/bench_sheets.py and
 scripts/bench_ingest.py measure those. Run it before and after a change on the same machine:
 
     python scripts/bench_worker_cpu.py                     # 20,000 events, batches of 5,000, 3 runs
@@ -39,7 +40,7 @@ from connector.store.sqlite_store import SqliteStore
 from connector.store.sqlite_writer import insert_all
 from connector.sync.mapping import parse_mapping
 from connector.sync.state import entity_key, fold_batch
-from connector.sync.worker import envelope_of, worksheet_batches
+from connector.sync.worker import envelope_of, tune_interpreter_for_flushes, worksheet_batches
 
 MAPPING = Path(__file__).resolve().parents[1] / "config" / "mapping.example.toml"
 COMPANY = 1
@@ -141,6 +142,7 @@ def settle_all(store: SqliteStore, batch: int, watch: Stopwatch) -> int:
 def main(events: int, customers: int, batch: int, repeat: int) -> None:
     """Print the worker's CPU microseconds per event, by stage (the least over the runs: the machine's
     other load only ever adds)."""
+    tune_interpreter_for_flushes()  # as the worker's processes do
     runs = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="bench-worker-cpu-") as folder:

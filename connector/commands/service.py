@@ -162,7 +162,7 @@ def worker(config_path: Path) -> None:
     (a spreadsheet is flushed from one place at a time), just not useful.
     """
     from connector.preflight import check_data_dir
-    from connector.sync.worker import WorkerThread
+    from connector.sync.worker import WorkerThread, tune_interpreter_for_flushes
 
     loaded = load_or_exit(config_path)
     setup_logging(loaded)
@@ -179,6 +179,7 @@ def worker(config_path: Path) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with resources:
+        tune_interpreter_for_flushes()
         with exit_on_store_error():
             thread.start()
         while not thread.stop_event.wait(1.0):

@@ -199,7 +199,7 @@ def main() -> None:
     from connector.reload import Reloader, mapping_fingerprint, reload_on_sighup
     from connector.runners import registered
     from connector.sheets.backend import sheets_backend
-    from connector.sync.worker import WorkerThread
+    from connector.sync.worker import WorkerThread, tune_interpreter_for_flushes
 
     settings = decode_settings(sys.stdin.buffer.readline())
     setup_logging(settings.server.log_level, settings.server.log_format, settings.secret_values())
@@ -237,6 +237,7 @@ def main() -> None:
                     Path(settings.source), settings, thread.mapping, worker=thread, registration=registration
                 )
                 reload_on_sighup(reloader.reload)
+                tune_interpreter_for_flushes()
                 thread.start()
                 sys.stdout.buffer.write(READY)
                 sys.stdout.flush()
