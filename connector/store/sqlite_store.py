@@ -16,9 +16,9 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from connector.errors import StaleFence, StoreError
 from connector.store.records import (
@@ -36,6 +36,8 @@ from connector.store.sqlite_schema import connect, count_events, inbox_path, mig
 from connector.sync.state import EntityKey, EntityKind, EntityState, decode_state, encode_state
 
 __all__ = ["SqliteStore", "stale", "state_rows"]
+
+T = TypeVar("T")
 
 
 PENDING_WORK: Final = """
@@ -108,10 +110,14 @@ UPDATE events SET lease_until = ? WHERE id IN (
 RETURNING id
 """
 
+# MARK_DONE and SELECT_STATES take {ids}: as many placeholders as ids (_placeholders); every value is bound.
 MARK_DONE: Final = """
 UPDATE events SET status = 'done', last_error = NULL, updated_ms = ?, lease_owner = NULL, lease_until = NULL
-WHERE id = ? AND status IN ('pending', 'backfill')
+WHERE id IN ({ids}) AND status IN ('pending', 'backfill')
 """
+SELECT_STATES: Final = (
+    "SELECT state FROM entity_state WHERE kind = ? AND company_id = ? AND entity_id IN ({ids})"
+)
 
 RECORD_OK: Final = """
 INSERT INTO flushes (spreadsheet_id, company_ids, last_ok_ms) VALUES (?, ?, ?)
@@ -366,7 +372,8 @@ class SqliteStore:
                 entity_ids = sorted(wanted)
                 for start in range(0, len(entity_ids), ROWS_PER_TRANSACTION):
                     chunk = entity_ids[start : start + ROWS_PER_TRANSACTION]
-                    rows = db.execute(_select_states_sql(len(chunk)), (kind, company_id, *chunk))
+                    sql = SELECT_STATES.format(ids=_placeholders(len(chunk)))
+                    rows = db.execute(sql, (kind, company_id, *chunk))
                     blobs += [blob for (blob,) in rows]
         states = map(decode_state, blobs)
         return {state.key: state for state in states}
@@ -405,19 +412,31 @@ class SqliteStore:
         # States go first: if the hold is lost part way, no event is done yet, or every state is saved,
         # and the events not marked are folded again by the next holder (folding is idempotent).
         at = now_ms()
-        done = [(at, event_id) for event_id in done_ids]
-        for statement, rows in (
-            (UPSERT_STATE, state_rows(states.values())),
-            (MARK_DONE, done),
-        ):
-            for start in range(0, len(rows), ROWS_PER_TRANSACTION):
-                with self._db() as db:
-                    self._check_fence(db, fence)
-                    db.executemany(statement, rows[start : start + ROWS_PER_TRANSACTION])
-                time.sleep(PAUSE_BETWEEN_S)
+        self._write_fenced(
+            fence, state_rows(states.values()), lambda db, rows: db.executemany(UPSERT_STATE, rows)
+        )
+        self._write_fenced(
+            fence,
+            done_ids,
+            lambda db, ids: db.execute(MARK_DONE.format(ids=_placeholders(len(ids))), (at, *ids)),
+        )
         with self._db() as db:
             self._check_fence(db, fence)
             db.execute(RECORD_OK, (fence.name, company_ids, at))
+
+    def _write_fenced(
+        self,
+        fence: Fence,
+        rows: Sequence[T],
+        write: Callable[[sqlite3.Connection, Sequence[T]], object],
+    ) -> None:
+        """``write`` the rows in transactions of at most ROWS_PER_TRANSACTION, each refused unless the
+        fence's token is still the newest, with a pause after each."""
+        for start in range(0, len(rows), ROWS_PER_TRANSACTION):
+            with self._db() as db:
+                self._check_fence(db, fence)
+                write(db, rows[start : start + ROWS_PER_TRANSACTION])
+            time.sleep(PAUSE_BETWEEN_S)
 
     @staticmethod
     def _check_fence(db: sqlite3.Connection, fence: Fence) -> None:
@@ -501,17 +520,15 @@ class SqliteStore:
 
 
 @functools.lru_cache(maxsize=64)
-def _select_states_sql(ids: int) -> str:
-    """The states of ``ids`` entities of one kind and company, in one statement."""
-    # Only placeholders are interpolated; every value is bound.
-    placeholders = ", ".join(["?"] * ids)
-    where = f"kind = ? AND company_id = ? AND entity_id IN ({placeholders})"
-    return f"SELECT state FROM entity_state WHERE {where}"  # noqa: S608
+def _placeholders(count: int) -> str:
+    """``?, ?, ?`` for ``count`` values."""
+    return ", ".join(["?"] * count)
 
 
 def state_rows(states: Iterable[EntityState]) -> list[tuple[str, int, int, bytes]]:
     """States as ``entity_state`` rows (both backends)."""
-    return [(s.key.kind, s.key.company_id, s.key.entity_id, encode_state(s)) for s in states]
+    keyed = ((state.key, state) for state in states)
+    return [(key.kind, key.company_id, key.entity_id, encode_state(state)) for key, state in keyed]
 
 
 def stale(fence: Fence, token: int | None) -> StaleFence:

@@ -81,6 +81,28 @@ def test_a_large_claim_is_renewed_whole(backend: Backend) -> None:
         store.close()
 
 
+def test_a_large_flush_commit_marks_every_event_done_and_saves_every_state(backend: Backend) -> None:
+    # More events and states than one of the SQLite store's short transactions holds.
+    put, open_store = backend
+    put([record(n, company_id=1) for n in range(1_234)])
+    store = open_store()
+    try:
+        fence = store.take_lock("sheet-1", "a", ttl_ms=1_000, now=0)
+        assert fence is not None
+        claimed = claim(store, "a", now=0, companies=[1], max_events=2_000)
+        folded = [
+            envelope(n, event_type="customer_updated", timestamp=n, data={"customer": {"id": n}})
+            for n in range(1, 1_101)
+        ]
+        states = fold_batch({}, folded)
+        store.commit_flush(fence, states, [e.id for e in claimed[:-2]], "1")
+        assert store.load(states) == states
+        assert {c.status: c.count for c in store.counts()} == {"done": 1_232, "pending": 2}
+        assert [e.id for e in claim(store, "b", now=10**12, companies=[1])] == [e.id for e in claimed[-2:]]
+    finally:
+        store.close()
+
+
 def test_finish_and_release_touch_only_events_the_owner_still_leases(store: WorkStore) -> None:
     mine = claim(store, "a", now=0)
     theirs = claim(store, "b", now=2_000)  # a's lease ran out; b holds them now
