@@ -31,13 +31,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import msgspec
 
-from connector.events import decode_body, subject_of
+from connector.events import decode_body
 from connector.samples import sample_bodies
-from connector.store.records import InboxRecord
 from connector.store.sqlite_schema import connect
 from connector.store.sqlite_store import SqliteStore
 from connector.store.sqlite_writer import insert_all
+from connector.sync.backfill import record_for
 from connector.sync.mapping import parse_mapping
 from connector.sync.state import entity_key, fold_batch
 from connector.sync.worker import envelope_of, tune_interpreter_for_flushes, worksheet_batches
@@ -65,23 +66,12 @@ def bodies(count: int, customers: int) -> Iterator[bytes]:
 
 
 def store_events(path: Path, count: int, customers: int) -> None:
-    """Put the events in the inbox as the intake does."""
+    """Put the events in the inbox, pending, as the intake does."""
     records = []
     for n, body in enumerate(bodies(count, customers)):
         decoded = decode_body(body)
-        event = decoded.event
-        records.append(
-            InboxRecord(
-                received_ms=1_700_000_000_000 + n,
-                endpoint="bench",
-                company_id=event.company_id,
-                event_type=event.event_type,
-                event_ms=event.timestamp,
-                body=body,
-                content_key=decoded.content_key,
-                subject=subject_of(event),
-            )
-        )
+        stored = record_for(decoded.event, body, decoded.content_key, 1_700_000_000_000 + n, "bench")
+        records.append(msgspec.structs.replace(stored, status="pending"))
     conn = connect(path)
     try:
         for start in range(0, len(records), 2_000):

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from connector.sync.mapping import parse_mapping, rows_for
+from connector.sync.mapping import (
+    ColumnSettings,
+    CompanySettings,
+    WorksheetMapping,
+    WorksheetSettings,
+    resolve_mapping,
+    rows_for,
+)
 
 from .conftest import envelope
 
@@ -62,20 +69,15 @@ CASES: list[tuple[str, str, list[tuple[int, str]]]] = [
 ]
 
 
-def mapping_text(timezone: str, pattern: str) -> str:
-    return f"""
-[[companies]]
-company_id = 1
-spreadsheet_id = "s"
-[[companies.worksheets]]
-title = "Events"
-entity = "events"
-key = "Key"
-columns = [
-    {{ header = "Key", source = "event.dedup_key" }},
-    {{ header = "When", source = "event.received_at", format = "datetime", timezone = "{timezone}", pattern = "{pattern}" }},
-]
-"""
+def events_worksheet(timezone: str, pattern: str) -> WorksheetMapping:
+    """An events worksheet whose "When" column shows when each event was received."""
+    when = ColumnSettings(
+        header="When", source="event.received_at", format="datetime", timezone=timezone, pattern=pattern
+    )
+    columns = [ColumnSettings(header="Key", source="event.dedup_key"), when]
+    sheet = WorksheetSettings(title="Events", entity="events", key="Key", columns=columns)
+    company = CompanySettings(company_id=1, spreadsheet_id="s", worksheets=[sheet])
+    return resolve_mapping([company], None, "mapping.toml", "").companies[0].worksheets[0]
 
 
 @pytest.mark.parametrize(("timezone", "pattern", "cells"), CASES, ids=[f"{c[0]} {c[1]}" for c in CASES])
@@ -83,8 +85,7 @@ columns = [
 def test_a_time_reads_the_same_whatever_was_rendered_before(
     timezone: str, pattern: str, cells: list[tuple[int, str]], order: str
 ) -> None:
-    mapping = parse_mapping(mapping_text(timezone, pattern), "mapping.toml")
-    worksheet = mapping.companies[0].worksheets[0]
+    worksheet = events_worksheet(timezone, pattern)
     # note_changed carries no timestamp: its time is when it was received.
     envelopes = [
         envelope(received, event_type="note_changed", data={"customer": {"id": 1}, "note": str(received)})
