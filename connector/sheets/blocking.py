@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from connector.sheets.plan import WorksheetBatch, WorksheetPlan
+from connector.sheets.plan import WorksheetBatch, WorksheetPlan, last_key_row
 from connector.sheets.snapshot import GridArea, SheetSnapshot
 
 __all__ = [
@@ -78,10 +78,7 @@ def _range_area(grid: Mapping[str, Any]) -> GridArea:
 
 def _first_free_row(snapshot: SheetSnapshot, header_row: int) -> int:
     """The first row an append can land in: below the header and the last key read (0-based)."""
-    keys = snapshot.key_cells
-    # From the end: the last key is near it (this runs for every worksheet of every flush).
-    last = next((index for index in range(len(keys) - 1, -1, -1) if keys[index]), -1)
-    return last + 1 + header_row
+    return last_key_row(snapshot.key_cells, header_row) + 1
 
 
 def written_areas(plan: WorksheetPlan, snapshot: SheetSnapshot) -> Iterable[GridArea]:

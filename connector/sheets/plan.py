@@ -59,6 +59,7 @@ __all__ = [
     "encode_writes",
     "index_keys",
     "key_text",
+    "last_key_row",
     "merge_upserts",
     "new_sheet_id",
     "pack_requests",
@@ -376,7 +377,7 @@ def _update_blocks(cells_by_row: Mapping[int, Mapping[int, RawValue]]) -> list[V
     return blocks
 
 
-def _last_key_row(key_cells: Sequence[str | None], header_row: int) -> int:
+def last_key_row(key_cells: Sequence[str | None], header_row: int) -> int:
     """The 0-based sheet row of the last key read, or the header's row when there is none."""
     # From the end: the last key is near it (this runs for every worksheet of every flush).
     last = next((index for index in range(len(key_cells) - 1, -1, -1) if key_cells[index]), -1)
@@ -390,7 +391,7 @@ def append_start(snapshot: SheetSnapshot, header_row: int) -> int | None:
     just below the last key to the end of the grid (``snapshot.tail_start``); None otherwise (a cold start,
     or rows deleted above where the read began), and then ``appendCells`` lets Google find the row.
     """
-    last = _last_key_row(snapshot.key_cells, header_row)
+    last = last_key_row(snapshot.key_cells, header_row)
     if last + 1 >= snapshot.properties.row_count:
         return last + 1
     if snapshot.tail_start is None or snapshot.tail_start > last + 1:
@@ -518,7 +519,7 @@ def plan_worksheet(
                     }
                 }
             )
-    last_key = _last_key_row(key_cells, batch.header_row)
+    last_key = last_key_row(key_cells, batch.header_row)
     return WorksheetPlan(
         title=batch.title,
         sheet_id=sheet_id,

@@ -321,7 +321,7 @@ class SheetWriter:
         taken_ids: set[int] = set()
         # The title to name each worksheet by in ranges: as the sheet spells it, once known.
         names = {title: memory.sheet_title for title, memory in remembered.items()}
-        existing: dict[str, SheetProperties] | None = None
+        existing: Mapping[str, SheetProperties] | None = None
         if refresh:
             stats.refreshed = True
             existing = self._fetch_properties(spreadsheet_id, stats)
@@ -357,13 +357,14 @@ class SheetWriter:
                 return self._cycle(spreadsheet_id, batches, stats, refresh=True)
         snapshots = self._read_moved_key_columns(spreadsheet_id, batches, snapshots, stats)
 
-        try:
-            plans, blocked = self._plan(batches, snapshots, remembered, set(taken_ids), spare=True)
-            self._check_cell_limit(spreadsheet_id, plans, snapshots, existing, stats)
-        except PermanentSheetsError:
+        plans, blocked = self._plan(batches, snapshots, remembered, set(taken_ids), spare=True)
+        past, existing = self._past_cell_limit(spreadsheet_id, plans, snapshots, existing, stats)
+        if past is not None:
             # Without the spare rows the flush may still fit under the limit: only then is it refused.
             plans, blocked = self._plan(batches, snapshots, remembered, set(taken_ids), spare=False)
-            self._check_cell_limit(spreadsheet_id, plans, snapshots, existing, stats)
+            past, _ = self._past_cell_limit(spreadsheet_id, plans, snapshots, existing, stats)
+            if past is not None:
+                raise PermanentSheetsError(spreadsheet_id, _cell_limit_message(past))
         written = self._write_plans(spreadsheet_id, plans, blocked, stats)
         with self._guard:
             self._remembered[spreadsheet_id] = {
@@ -416,15 +417,16 @@ class SheetWriter:
                 blocked[batch.title] = reason
         return plans, blocked
 
-    def _check_cell_limit(
+    def _past_cell_limit(
         self,
         spreadsheet_id: str,
         plans: Sequence[WorksheetPlan],
         snapshots: Mapping[str, SheetSnapshot],
         existing: Mapping[str, SheetProperties] | None,
         stats: _Stats,
-    ) -> None:
-        """Refuse a flush that would grow the spreadsheet past Google's cell limit, before writing it.
+    ) -> tuple[str | None, Mapping[str, SheetProperties] | None]:
+        """Whether the plans would grow the spreadsheet past Google's cell limit (what they would do, or
+        None), checked before writing; and the worksheets as listed, when they were.
 
         ``existing`` is every worksheet when this cycle fetched the list. Otherwise the read showed only
         the flush's own worksheets; when they and the growth reach half the limit, the grid sizes of every
@@ -432,19 +434,20 @@ class SheetWriter:
         """
         growth = sum(cell_growth(plan, snapshots.get(plan.title)) for plan in plans)
         if growth == 0:
-            return
+            return None, existing
         if existing is None:
             known = sum(snapshot.properties.cells for snapshot in snapshots.values())
             if known + growth <= MAX_SPREADSHEET_CELLS // 2:
-                return
+                return None, existing
             existing = self._fetch_properties(spreadsheet_id, stats)
         total = sum(p.cells for p in existing.values())
-        if total + growth > MAX_SPREADSHEET_CELLS:
-            what = (
-                f"writing would take the spreadsheet from {total:,} to {total + growth:,} cells, past "
-                f"Google's limit of {MAX_SPREADSHEET_CELLS:,} cells per spreadsheet"
-            )
-            raise PermanentSheetsError(spreadsheet_id, _cell_limit_message(what))
+        if total + growth <= MAX_SPREADSHEET_CELLS:
+            return None, existing
+        what = (
+            f"writing would take the spreadsheet from {total:,} to {total + growth:,} cells, past "
+            f"Google's limit of {MAX_SPREADSHEET_CELLS:,} cells per spreadsheet"
+        )
+        return what, existing
 
     def _write_plans(
         self, spreadsheet_id: str, plans: list[WorksheetPlan], blocked: dict[str, str], stats: _Stats
