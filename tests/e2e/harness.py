@@ -32,6 +32,7 @@ from connector.store.pg_store import PgStore
 from connector.store.sqlite_schema import inbox_path
 from connector.sync.mapping import load_mapping, rows_for
 from connector.sync.state import EntityState, Envelope, fold_batch
+from connector.sync.supervisor import STOP_TIMEOUT_S
 from connector.threaded_server import free_port
 
 TOKEN = "e2e-test-token-0123456789abcdef"
@@ -135,7 +136,8 @@ class Service:
         """SIGTERM the service and return its exit status."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        status = self.process.wait(timeout=30)
+        # serve itself waits up to STOP_TIMEOUT_S for its worker child's flush: wait longer than that.
+        status = self.process.wait(timeout=STOP_TIMEOUT_S + 30)
         self.process = None
         return status
 
