@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from connector.threaded_server import free_port
+from tests.webhook.test_startup import assert_refused_before_starting, serve
 
 
 def test_a_missing_service_account_file_stops_serve_before_it_listens(tmp_path: Path) -> None:
@@ -18,16 +17,7 @@ def test_a_missing_service_account_file_stops_serve_before_it_listens(tmp_path: 
         '[[endpoints]]\nname = "shop"\ntoken = "shop-token-0123456789abcdef"\nvalidation_key = "k"\n',
         encoding="utf-8",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "connector", "serve", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert "configuration error:" in done.stderr
-    assert "sheets.credentials_file" in done.stderr
+    done = serve(config)
+    assert_refused_before_starting(done, "sheets.credentials_file")
     assert "missing.json" in done.stderr
-    assert "Traceback" not in done.stderr
     assert "started" not in done.stderr  # neither the service nor its worker child
