@@ -19,6 +19,7 @@ import msgspec
 from connector.store.protocols import Figures, WorkStore
 from connector.store.records import STATUSES, FailedEvent
 from connector.sync.mapping import SheetMapping
+from connector.sync.routing import Router
 
 __all__ = [
     "Budget",
@@ -325,11 +326,9 @@ def spreadsheet_views(
     """Every spreadsheet the mapping names (a spreadsheet no longer mapped is not shown); ``credentials``
     says which credential of a pool writes each."""
     failed_by_company = {c.company_id: c.failed for c in companies}
-    by_sheet: dict[str, list[int]] = defaultdict(list)
-    for company in mapping.companies:
-        by_sheet[company.spreadsheet_id].append(company.company_id)
     views = []
-    for spreadsheet_id, company_ids in sorted(by_sheet.items()):
+    for spreadsheet_id, mapped in sorted(Router.from_mapping(mapping).spreadsheets().items()):
+        company_ids = [company.company_id for company in mapped]
         ok_ms, error, error_ms = outcomes.get(spreadsheet_id, (None, None, None))
         if error_ms is not None and ok_ms is not None and ok_ms > error_ms:
             error = error_ms = None  # written since: the error is history
