@@ -589,23 +589,21 @@ def _pack_values(plans: Sequence[WorksheetPlan], max_bytes: int) -> list[WriteBo
             for row in block.values:
                 encoded = msgspec.Raw(_encode(_trimmed(row)))
                 if rows and size + len(encoded) + 1 > max_bytes:
-                    data.append(
-                        {
-                            "range": _a1(plan.sheet_title, first, block.column, len(rows), width),
-                            "values": rows,
-                        }
-                    )
+                    data.append(_value_range(plan.sheet_title, first, block.column, width, rows))
                     close()
                     first += len(rows)
                     rows = []
                     size += overhead
                 rows.append(encoded)
                 size += len(encoded) + 1
-            data.append(
-                {"range": _a1(plan.sheet_title, first, block.column, len(rows), width), "values": rows}
-            )
+            data.append(_value_range(plan.sheet_title, first, block.column, width, rows))
     close()
     return bodies
+
+
+def _value_range(title: str, row: int, column: int, width: int, rows: list[msgspec.Raw]) -> dict[str, Any]:
+    """A ValueRange of encoded rows written from (``row``, ``column``), 0-based, ``width`` columns wide."""
+    return {"range": _a1(title, row, column, len(rows), width), "values": rows}
 
 
 def _trimmed(row: list[RawValue]) -> list[RawValue]:
