@@ -39,6 +39,7 @@ import click
 from loadgen import send_each
 from servicekit import PATH, TOKEN, inbox_counts, log_tail, start_service, stop, table_toml
 
+from connector.localsheets.quota import quota_class
 from connector.localsheets.testing import LocalSheets, local_sheets_process, write_service_account
 from connector.sheets.pool import choose
 from connector.store.sqlite_schema import inbox_path
@@ -51,7 +52,6 @@ BUDGET = 50  # the connector's default sheets.rate_limit, per credential
 CUSTOMERS_PER_COMPANY = 20
 TITLE = "Customers"
 HEADERS = ["Customer ID", "Name", "Last event"]
-READ_KINDS = frozenset({"values.batchGet", "spreadsheets.get", "values.get", "drive.files.get"})
 
 
 def spreadsheet_of(company: int) -> str:
@@ -205,7 +205,7 @@ def run_pool(
             stop(service)
         if service.returncode:
             click.echo(f"serve exited with {service.returncode}:\n{log_tail(config)}", err=True)
-    reads = sum(n for kind, n in counts.items() if kind in READ_KINDS)
+    reads = sum(n for kind, n in counts.items() if quota_class(kind) == "read")
     return PoolRun(
         credentials=credentials,
         per_credential=[chosen[i] for i in range(credentials)],
