@@ -28,6 +28,7 @@ from pathlib import Path
 import click
 import msgspec
 from loadgen import customer_event
+from servicekit import MAPPING
 
 from connector.events import decode_body
 from connector.localsheets.testing import local_sheets_process
@@ -40,7 +41,6 @@ from connector.sync.worker import WorkerThread
 
 TOKEN = "bench-quota-token-0123456789abcdef"
 SPREADSHEET = "bench-quota"
-MAPPING = Path(__file__).resolve().parents[1] / "config" / "mapping.example.toml"
 
 
 def write_settings(folder: Path, api_root: str, window: float) -> Path:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import click
 import msgspec
+from servicekit import MAPPING
 
 from connector.events import decode_body
 from connector.samples import sample_bodies
@@ -43,7 +44,6 @@ from connector.sync.mapping import parse_mapping
 from connector.sync.state import entity_key, fold_batch
 from connector.sync.worker import envelope_of, tune_interpreter_for_flushes, worksheet_batches
 
-MAPPING = Path(__file__).resolve().parents[1] / "config" / "mapping.example.toml"
 COMPANY = 1
 OWNER = "bench-worker-cpu"
 LEASE_MS = 60_000
